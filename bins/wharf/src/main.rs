@@ -1,0 +1,60 @@
+//! `wharf`, the operator CLI.
+//!
+//! - `wharf dev`: the whole platform in one process, for development.
+//! - `wharf stack up|down|status|env`: the local NATS / Redis / PostgreSQL stack.
+//! - `wharf migrate`: applies every service's migrations (the Kubernetes Job step).
+#![forbid(unsafe_code)]
+
+mod dev;
+mod migrate;
+mod services;
+mod stack;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about = "Operate the Wharf event platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every command that reads configuration understands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML config file (defaults → file → WHARF_<SECTION>__<KEY> env → --set).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Overrides one key, e.g. --set server.listen=127.0.0.1:50051 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs every implemented service in one process, with the stack brought up if needed.
+    Dev(dev::DevArgs),
+    /// Manages the local backing services (deploy/local/stack.sh).
+    Stack {
+        #[command(subcommand)]
+        action: stack::StackAction,
+    },
+    /// Applies every service's pending migrations, then exits.
+    Migrate {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Stack { action } => stack::run(&action).context("failed to run the stack command"),
+        Command::Migrate { config } => migrate::run(&config).await,
+    }
+}

@@ -1,0 +1,166 @@
+//! Typed, layered configuration.
+//!
+//! Layers, lowest to highest precedence:
+//! 1. the `Default` of the config type (every value has a sensible default for local use);
+//! 2. an optional TOML file (`--config FILE` or `WHARF_CONFIG`);
+//! 3. environment variables `WHARF_<SECTION>__<KEY>` (double underscore between levels, e.g.
+//!    `WHARF_SERVER__LISTEN=0.0.0.0:50051`); variables without `__` are not configuration
+//!    (the stack scripts use names like `WHARF_NATS_PORT`) and are ignored;
+//! 4. explicit overrides from command-line flags (`--set server.listen=...`).
+//!
+//! Unknown keys are errors, and every error names the key and the layer it came from, e.g.
+//! ``invalid type: found string "fast", expected a duration for key `server.request_timeout`
+//! in WHARF_SERVER__REQUEST_TIMEOUT environment variable``.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::db::DatabaseConfig;
+use crate::server::ServerConfig;
+use crate::telemetry::TelemetryConfig;
+
+/// Environment variable naming a config file when no `--config` flag is given.
+pub const CONFIG_FILE_ENV: &str = "WHARF_CONFIG";
+const ENV_PREFIX: &str = "WHARF_";
+
+/// Why configuration could not be loaded. The message names every bad key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} does not exist")]
+    MissingFile { path: PathBuf },
+    #[error("invalid configuration: {}", describe(.0))]
+    Invalid(#[source] Box<figment::Error>),
+    #[error("invalid override {raw:?}: expected KEY=VALUE, e.g. server.listen=127.0.0.1:50051")]
+    BadOverride { raw: String },
+}
+
+fn describe(err: &figment::Error) -> String {
+    err.clone()
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Builds a [`Figment`] layer by layer; see the module docs for the order.
+#[derive(Debug, Clone)]
+pub struct ConfigLoader {
+    figment: Figment,
+}
+
+impl ConfigLoader {
+    /// Starts from the defaults of `T`.
+    pub fn defaults<T: Serialize + Default>() -> Self {
+        Self {
+            figment: Figment::from(Serialized::defaults(T::default())),
+        }
+    }
+
+    /// Merges a TOML file. `None` falls back to `WHARF_CONFIG`, and to no file at all.
+    pub fn file(mut self, path: Option<&Path>) -> Result<Self, ConfigError> {
+        let from_env = std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from);
+        let Some(path) = path.map(Path::to_owned).or(from_env) else {
+            return Ok(self);
+        };
+        if !path.is_file() {
+            return Err(ConfigError::MissingFile { path });
+        }
+        self.figment = self.figment.merge(Toml::file_exact(path));
+        Ok(self)
+    }
+
+    /// Merges `WHARF_<SECTION>__<KEY>` environment variables.
+    pub fn env(mut self) -> Self {
+        self.figment = self.figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
+        self
+    }
+
+    /// Merges one `KEY=VALUE` override, the value parsed like an environment variable
+    /// (numbers, booleans, strings, arrays).
+    pub fn set(mut self, raw: &str) -> Result<Self, ConfigError> {
+        let (key, value) = raw
+            .split_once('=')
+            .filter(|(key, _)| !key.trim().is_empty())
+            .ok_or_else(|| ConfigError::BadOverride { raw: raw.to_owned() })?;
+        let value: figment::value::Value = value
+            .parse()
+            .unwrap_or_else(|_| figment::value::Value::from(value.to_owned()));
+        self.figment = self.figment.merge(Serialized::default(key.trim(), value));
+        Ok(self)
+    }
+
+    /// Merges every `KEY=VALUE` override in order.
+    pub fn set_all<'a>(self, overrides: impl IntoIterator<Item = &'a str>) -> Result<Self, ConfigError> {
+        overrides.into_iter().try_fold(self, Self::set)
+    }
+
+    /// Deserializes the merged layers into `T`.
+    pub fn extract<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ConfigError> {
+        self.figment.extract().map_err(|err| ConfigError::Invalid(Box::new(err)))
+    }
+}
+
+/// Loads `T` from every layer: defaults, `file` (or `WHARF_CONFIG`), env, then `overrides`.
+pub fn load<T>(file: Option<&Path>, overrides: &[String]) -> Result<T, ConfigError>
+where
+    T: Serialize + Default + for<'de> Deserialize<'de>,
+{
+    ConfigLoader::defaults::<T>()
+        .file(file)?
+        .env()
+        .set_all(overrides.iter().map(String::as_str))?
+        .extract()
+}
+
+/// The sections every Wharf process understands. Services embed it with `#[serde(flatten)]`
+/// or reuse its sections.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlatformConfig {
+    pub server: ServerConfig,
+    pub telemetry: TelemetryConfig,
+    pub database: DatabaseConfig,
+    pub nats: NatsConfig,
+    pub redis: RedisConfig,
+}
+
+/// Where NATS JetStream is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    pub url: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:14222".to_owned(),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Where Redis is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:16379".to_owned(),
+        }
+    }
+}

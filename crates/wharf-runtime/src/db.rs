@@ -1,0 +1,249 @@
+//! PostgreSQL pools, per-service schemas and migrations.
+//!
+//! One cluster, one schema per service (ARCHITECTURE §5). Each service crate owns its
+//! migrations and describes them with a [`SchemaMigrations`]; the migration bookkeeping table
+//! lives inside the service's schema (`<schema>._sqlx_migrations`), so services migrate
+//! independently.
+//!
+//! Migrations are a separate step (`wharf migrate`, a Kubernetes Job), never run at service
+//! start-up where replicas would race. A service calls [`ensure_current`] instead, which refuses
+//! to start on a schema that is behind, naming the command to run.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+/// The command that brings every schema up to date.
+pub const MIGRATE_COMMAND: &str = "wharf migrate";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    /// How long a caller waits for a pooled connection before the call fails `UNAVAILABLE`.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Server-side bound on any statement, so a stuck query cannot hold a connection forever.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://wharf@127.0.0.1:15432/wharf".to_owned(),
+            max_connections: 16,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Opens a pool whose connections resolve unqualified names in `schema` first.
+///
+/// The pool connects lazily, so a service starts (and reports NOT_SERVING) while the database
+/// is down, and recovers by itself when it returns.
+pub fn connect_lazy(config: &DatabaseConfig, schema: &str) -> Result<PgPool, sqlx::Error> {
+    let options = connect_options(config, Some(schema))?;
+    Ok(PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .min_connections(config.min_connections)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_lazy_with(options))
+}
+
+fn connect_options(config: &DatabaseConfig, schema: Option<&str>) -> Result<PgConnectOptions, sqlx::Error> {
+    let statement_timeout = format!("{}ms", config.statement_timeout.as_millis());
+    let mut options: PgConnectOptions = config.url.parse()?;
+    options = options
+        .options([("statement_timeout", statement_timeout.as_str())])
+        .log_statements(tracing::log::LevelFilter::Trace);
+    if let Some(schema) = schema {
+        options = options.options([("search_path", schema)]);
+    }
+    Ok(options)
+}
+
+/// A service's schema and the migrations that build it.
+#[derive(Debug)]
+pub struct SchemaMigrations {
+    /// Service name, for messages (`trading`).
+    pub service: &'static str,
+    /// PostgreSQL schema the service owns (`trading`).
+    pub schema: &'static str,
+    /// Usually `sqlx::migrate!("./migrations")` of the service crate.
+    pub migrator: Migrator,
+}
+
+impl SchemaMigrations {
+    pub fn new(service: &'static str, schema: &'static str, mut migrator: Migrator) -> Self {
+        migrator.dangerous_set_table_name(format!("{schema}._sqlx_migrations"));
+        migrator.create_schema(schema);
+        Self {
+            service,
+            schema,
+            migrator,
+        }
+    }
+
+    fn table(&self) -> String {
+        format!("{}._sqlx_migrations", self.schema)
+    }
+
+    /// The migrations that must be applied, in version order.
+    fn expected(&self) -> impl Iterator<Item = &sqlx::migrate::Migration> {
+        self.migrator
+            .iter()
+            .filter(|migration| migration.migration_type.is_up_migration())
+    }
+}
+
+/// What [`migrate`] did for one schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub service: &'static str,
+    pub schema: &'static str,
+    /// Versions applied by this run.
+    pub applied: Vec<i64>,
+    /// Migrations known in total.
+    pub total: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("failed to reach the database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("failed to migrate schema `{schema}` of {service}: {source}")]
+    Migrate {
+        service: &'static str,
+        schema: &'static str,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error(
+        "schema `{schema}` of {service} is behind: {} not applied; run `{MIGRATE_COMMAND}` before starting the service",
+        describe_missing(.missing)
+    )]
+    Behind {
+        service: &'static str,
+        schema: &'static str,
+        missing: Vec<(i64, String)>,
+    },
+    #[error(
+        "schema `{schema}` of {service} has migration {version} applied with a different checksum: \
+         the migration file changed after it ran; restore it and add a new migration instead"
+    )]
+    Modified {
+        service: &'static str,
+        schema: &'static str,
+        version: i64,
+    },
+    #[error(
+        "schema `{schema}` of {service} has migration {version} partially applied (it failed); \
+         fix it by hand, then run `{MIGRATE_COMMAND}`"
+    )]
+    Dirty {
+        service: &'static str,
+        schema: &'static str,
+        version: i64,
+    },
+}
+
+fn describe_missing(missing: &[(i64, String)]) -> String {
+    missing
+        .iter()
+        .map(|(version, description)| format!("migration {version} ({description})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Applies every pending migration of `schema`, holding sqlx's advisory lock so concurrent
+/// runs (two Jobs) serialise.
+pub async fn migrate(config: &DatabaseConfig, schema: &SchemaMigrations) -> Result<MigrationReport, SchemaError> {
+    let mut conn = connect_options(config, None)?.connect().await?;
+    let before = applied_versions(&mut conn, schema).await?;
+    schema
+        .migrator
+        .run(&mut conn)
+        .await
+        .map_err(|source| SchemaError::Migrate {
+            service: schema.service,
+            schema: schema.schema,
+            source,
+        })?;
+    let after = applied_versions(&mut conn, schema).await?;
+    conn.close().await?;
+    Ok(MigrationReport {
+        service: schema.service,
+        schema: schema.schema,
+        applied: after
+            .into_iter()
+            .map(|(version, _, _)| version)
+            .filter(|version| !before.iter().any(|(old, _, _)| old == version))
+            .collect(),
+        total: schema.expected().count(),
+    })
+}
+
+/// Fails unless every migration the binary knows is applied, unmodified and complete.
+///
+/// Migrations applied in the database but unknown to this binary are accepted: that is a newer
+/// release's schema during a rolling deploy, which must stay compatible with the old code.
+pub async fn ensure_current(pool: &PgPool, schema: &SchemaMigrations) -> Result<(), SchemaError> {
+    let mut conn = pool.acquire().await?;
+    let applied = applied_versions(&mut conn, schema).await?;
+
+    if let Some((version, _, _)) = applied.iter().find(|(_, _, success)| !success) {
+        return Err(SchemaError::Dirty {
+            service: schema.service,
+            schema: schema.schema,
+            version: *version,
+        });
+    }
+    let mut missing = Vec::new();
+    for migration in schema.expected() {
+        match applied.iter().find(|(version, _, _)| *version == migration.version) {
+            None => missing.push((migration.version, migration.description.to_string())),
+            Some((_, checksum, _)) if checksum.as_slice() != &*migration.checksum => {
+                return Err(SchemaError::Modified {
+                    service: schema.service,
+                    schema: schema.schema,
+                    version: migration.version,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(SchemaError::Behind {
+            service: schema.service,
+            schema: schema.schema,
+            missing,
+        })
+    }
+}
+
+/// `(version, checksum, success)` of every applied migration; empty when the schema or its
+/// bookkeeping table does not exist yet.
+async fn applied_versions(
+    conn: &mut sqlx::PgConnection,
+    schema: &SchemaMigrations,
+) -> Result<Vec<(i64, Vec<u8>, bool)>, sqlx::Error> {
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(schema.table())
+        .fetch_one(&mut *conn)
+        .await?;
+    if exists.is_none() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("SELECT version, checksum, success FROM {} ORDER BY version", schema.table());
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await
+}

@@ -1,0 +1,261 @@
+//! The gRPC server every Wharf service runs on.
+//!
+//! [`GrpcServer`] binds first (port 0 works, so tests run the real server), collects the
+//! service's gRPC services, and serves them with everything a production endpoint needs:
+//! - `grpc.health.v1` (every registered service plus the empty name for the whole server) and
+//!   server reflection v1 (and v1alpha for older clients), so `grpcurl` needs no proto files;
+//! - message size limits applied to every service ([`wharf_proto::ServiceLimits`]);
+//! - a request deadline: the client's `grpc-timeout` or the configured timeout, whichever is
+//!   sooner, answered with `DEADLINE_EXCEEDED` (the handler future is dropped, so an open
+//!   transaction rolls back);
+//! - a server-wide concurrency limit that sheds excess calls at once with `RESOURCE_EXHAUSTED`
+//!   and a retry hint, instead of queueing them;
+//! - HTTP/2 and TCP keepalive;
+//! - graceful shutdown: health flips to NOT_SERVING, new connections are refused, in-flight
+//!   calls finish within the grace period, the rest are cut.
+//!
+//! # Layout
+//! - [`layers`]: the deadline, load-shedding and tracing tower layers.
+
+pub mod layers;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::{Routes, RoutesBuilder};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::ServiceBuilder;
+use wharf_proto::ServiceLimits;
+
+use self::layers::{DeadlineLayer, LoadShedLayer, TraceLayer};
+
+/// Limits and timings of a gRPC server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Largest request message accepted; larger ones get `RESOURCE_EXHAUSTED`.
+    pub max_decoding_message_bytes: usize,
+    /// Largest response message sent.
+    pub max_encoding_message_bytes: usize,
+    /// Upper bound on any call; a shorter client deadline (`grpc-timeout`) wins.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Calls served at once across all connections; calls beyond are shed immediately.
+    pub max_concurrent_requests: usize,
+    /// Retry hint sent with a shed call.
+    #[serde(with = "humantime_serde")]
+    pub shed_retry_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub http2_keepalive_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub http2_keepalive_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub tcp_keepalive: Duration,
+    /// How long in-flight calls may run after a shutdown signal.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            max_decoding_message_bytes: 4 * 1024 * 1024,
+            max_encoding_message_bytes: 4 * 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 1024,
+            shed_retry_after: Duration::from_millis(100),
+            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_timeout: Duration::from_secs(10),
+            tcp_keepalive: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the server stopped other than by a clean shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("failed to bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("the server task panicked or was cancelled: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// How a server run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every in-flight call finished within the grace period.
+    Drained,
+    /// The grace period ran out; remaining calls were cut.
+    GraceElapsed,
+}
+
+/// A bound gRPC server, collecting services until it runs.
+#[derive(Debug)]
+pub struct GrpcServer {
+    config: ServerConfig,
+    listener: TcpListener,
+    routes: RoutesBuilder,
+    names: Vec<&'static str>,
+    health: HealthReporter,
+}
+
+impl GrpcServer {
+    /// Binds the listener now, so the port is known (and taken) before services are added.
+    pub async fn bind(config: &ServerConfig) -> Result<Self, ServerError> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        Ok(Self {
+            config: config.clone(),
+            listener,
+            routes: RoutesBuilder::default(),
+            names: Vec::new(),
+            health: HealthReporter::new(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Health of every service on this server, for a service that wants to report itself
+    /// NOT_SERVING while a dependency is down.
+    pub fn health(&self) -> HealthReporter {
+        self.health.clone()
+    }
+
+    /// Registers a generated gRPC server, with the configured message size limits.
+    pub fn add_service<S>(&mut self, service: S) -> &mut Self
+    where
+        S: ServiceLimits
+            + NamedService
+            + tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let limited = service.with_limits(
+            self.config.max_decoding_message_bytes,
+            self.config.max_encoding_message_bytes,
+        );
+        self.routes.add_service(limited);
+        self.names.push(S::NAME);
+        self
+    }
+
+    /// Names of the registered services, e.g. for a start-up banner.
+    pub fn service_names(&self) -> &[&'static str] {
+        &self.names
+    }
+
+    /// Serves until `shutdown` resolves, then drains within the grace period.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> Result<Stopped, ServerError> {
+        let Self {
+            config,
+            listener,
+            mut routes,
+            names,
+            health,
+        } = self;
+        let health_service = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(health.clone()),
+        );
+
+        for name in &names {
+            health.set_service_status(*name, ServingStatus::Serving).await;
+        }
+        health.set_service_status("", ServingStatus::Serving).await;
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(wharf_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(wharf_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        routes
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        let routes: Routes = routes.routes();
+
+        let layers = ServiceBuilder::new()
+            .layer(TraceLayer)
+            .layer(LoadShedLayer::new(config.max_concurrent_requests, config.shed_retry_after))
+            .layer(DeadlineLayer::new(config.request_timeout));
+
+        let (stop_accepting, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let incoming = TcpListenerStream::new(listener);
+        let server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(config.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
+            .tcp_keepalive(Some(config.tcp_keepalive))
+            .tcp_nodelay(true)
+            .layer(layers)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stop_rx.await;
+            });
+        let mut serving = tokio::spawn(server);
+
+        tokio::select! {
+            ended = &mut serving => {
+                // The server stopped on its own: that is always a failure.
+                ended??;
+                return Ok(Stopped::Drained);
+            }
+            () = shutdown => {}
+        }
+
+        // Load balancers stop routing here first; then stop accepting and drain.
+        for name in &names {
+            health.set_service_status(*name, ServingStatus::NotServing).await;
+        }
+        health.set_service_status("", ServingStatus::NotServing).await;
+        tracing::info!(grace = ?config.shutdown_grace, "draining in-flight calls");
+        let _ = stop_accepting.send(());
+
+        match tokio::time::timeout(config.shutdown_grace, &mut serving).await {
+            Ok(ended) => {
+                ended??;
+                tracing::info!("server drained");
+                Ok(Stopped::Drained)
+            }
+            Err(_) => {
+                serving.abort();
+                tracing::warn!(grace = ?config.shutdown_grace, "grace period elapsed; cutting remaining calls");
+                Ok(Stopped::GraceElapsed)
+            }
+        }
+    }
+}
