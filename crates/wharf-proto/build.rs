@@ -26,7 +26,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", file.display());
     }
 
-    std::fs::write(out_dir.join("wharf_descriptor.bin"), &contracts.descriptor_set)?;
+    std::fs::write(
+        out_dir.join("wharf_descriptor.bin"),
+        &contracts.descriptor_set,
+    )?;
     std::fs::write(
         out_dir.join("wharf_events.rs"),
         wharf_codegen::render::events(&contracts.events),

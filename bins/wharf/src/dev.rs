@@ -57,9 +57,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     services::register(&mut server);
     print_banner(server.local_addr(), server.service_names());
 
-    match server.run_until_stopped(wharf_runtime::shutdown::signal()).await? {
-        Stopped::Drained => tracing::info!("stopped cleanly"),
-        Stopped::GraceElapsed => tracing::warn!("stopped after the grace period; some calls were cut"),
+    match server
+        .run_until_stopped(wharf_runtime::shutdown::signal())
+        .await?
+    {
+        Stopped::Drained => println!("wharf dev stopped cleanly"),
+        Stopped::GraceElapsed => {
+            println!("wharf dev stopped after the grace period; some calls were cut");
+        }
     }
     Ok(())
 }
@@ -73,5 +78,7 @@ fn print_banner(addr: SocketAddr, services: &[&str]) {
     println!("  reflect  grpc.reflection.v1.ServerReflection");
     println!("try:");
     println!("  grpcurl -plaintext {addr} list");
-    println!("  grpcurl -plaintext -d '{{\"message\":\"hello\"}}' {addr} wharf.echo.v1.EchoService/Echo");
+    println!(
+        "  grpcurl -plaintext -d '{{\"message\":\"hello\"}}' {addr} wharf.echo.v1.EchoService/Echo"
+    );
 }

@@ -9,7 +9,8 @@ use crate::ConfigArgs;
 use crate::services;
 
 pub async fn run(args: &ConfigArgs) -> anyhow::Result<()> {
-    let config: PlatformConfig = wharf_runtime::config::load(args.config.as_deref(), &args.overrides)?;
+    let config: PlatformConfig =
+        wharf_runtime::config::load(args.config.as_deref(), &args.overrides)?;
     migrate_all(&config.database).await
 }
 

@@ -69,7 +69,11 @@ pub fn up_and_read_env() -> anyhow::Result<HashMap<String, String>> {
     }
     let env = Command::new("bash").arg(&script).arg("env").output()?;
     if !env.status.success() {
-        bail!("`{} env` failed: {}", script.display(), String::from_utf8_lossy(&env.stderr));
+        bail!(
+            "`{} env` failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&env.stderr)
+        );
     }
     Ok(parse_exports(&String::from_utf8_lossy(&env.stdout)))
 }
@@ -92,8 +96,13 @@ mod tests {
 
     #[test]
     fn exports_are_parsed() {
-        let env = parse_exports("# comment\nexport NATS_URL=nats://127.0.0.1:14222\nexport DATABASE_URL='postgres://wharf@127.0.0.1:15432/wharf'\n");
+        let env = parse_exports(
+            "# comment\nexport NATS_URL=nats://127.0.0.1:14222\nexport DATABASE_URL='postgres://wharf@127.0.0.1:15432/wharf'\n",
+        );
         assert_eq!(env["NATS_URL"], "nats://127.0.0.1:14222");
-        assert_eq!(env["DATABASE_URL"], "postgres://wharf@127.0.0.1:15432/wharf");
+        assert_eq!(
+            env["DATABASE_URL"],
+            "postgres://wharf@127.0.0.1:15432/wharf"
+        );
     }
 }

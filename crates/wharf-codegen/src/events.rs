@@ -238,9 +238,9 @@ fn domain_of(package: &str) -> Option<&str> {
     else {
         return None;
     };
-    let versioned = version.strip_prefix('v').is_some_and(|n| {
-        !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
-    });
+    let versioned = version
+        .strip_prefix('v')
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
     (versioned && !domain.is_empty()).then_some(domain)
 }
 

@@ -15,9 +15,15 @@ pub fn events(events: &[EventSpec]) -> String {
     for event in events {
         let ty = rust_path(&event.package, &event.name);
         let key = match event.key_kind {
-            KeyKind::String => format!("::std::borrow::Cow::Borrowed(&self.{})", field(&event.key_field)),
+            KeyKind::String => format!(
+                "::std::borrow::Cow::Borrowed(&self.{})",
+                field(&event.key_field)
+            ),
             KeyKind::Integer => {
-                format!("::std::borrow::Cow::Owned(self.{}.to_string())", field(&event.key_field))
+                format!(
+                    "::std::borrow::Cow::Owned(self.{}.to_string())",
+                    field(&event.key_field)
+                )
             }
         };
         let _ = write!(
@@ -122,7 +128,8 @@ fn snake_case(name: &str) -> String {
     let chars: Vec<char> = name.chars().collect();
     for (i, &c) in chars.iter().enumerate() {
         if c.is_ascii_uppercase() {
-            let prev_lower = i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
+            let prev_lower =
+                i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
             let next_lower = chars.get(i + 1).is_some_and(char::is_ascii_lowercase);
             let prev_upper = i > 0 && chars[i - 1].is_ascii_uppercase();
             if prev_lower || (prev_upper && next_lower) {

@@ -22,7 +22,8 @@ include!(concat!(env!("OUT_DIR"), "/wharf_events.rs"));
 include!(concat!(env!("OUT_DIR"), "/wharf_service_limits.rs"));
 
 /// Every contract compiled into one encoded `FileDescriptorSet`, options included.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wharf_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/wharf_descriptor.bin"));
 
 /// The guarantee a producer gives for an event (ARCHITECTURE §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,12 +79,27 @@ pub trait Event: prost::Message + Default + Clone + 'static {
 }
 
 /// A critical event: can only be enqueued through the transactional outbox.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an OUTBOX event",
+    label = "only events declared `delivery: DELIVERY_CLASS_OUTBOX` go through the outbox",
+    note = "the delivery class is declared by the event's (wharf.options.v1.event) option in its events.proto"
+)]
 pub trait OutboxEvent: Event {}
 
 /// An event published synchronously with an awaited ack.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an ACKED event",
+    label = "only events declared `delivery: DELIVERY_CLASS_ACKED` are published with an awaited ack",
+    note = "the delivery class is declared by the event's (wharf.options.v1.event) option in its events.proto"
+)]
 pub trait AckedEvent: Event {}
 
 /// An auxiliary event: best effort, at-most-once.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a FIRE_AND_FORGET event",
+    label = "only events declared `delivery: DELIVERY_CLASS_FIRE_AND_FORGET` may be lost",
+    note = "the delivery class is declared by the event's (wharf.options.v1.event) option in its events.proto"
+)]
 pub trait FireAndForgetEvent: Event {}
 
 /// What the contracts say about one event, for code that handles events generically (stream
@@ -105,5 +121,9 @@ pub fn event_info(full_name: &str) -> Option<&'static EventInfo> {
 /// Implemented for every generated gRPC server: applies message-size limits uniformly, so the
 /// runtime's server builder can enforce the configured limits on any service it is given.
 pub trait ServiceLimits {
-    fn with_limits(self, max_decoding_message_size: usize, max_encoding_message_size: usize) -> Self;
+    fn with_limits(
+        self,
+        max_decoding_message_size: usize,
+        max_encoding_message_size: usize,
+    ) -> Self;
 }

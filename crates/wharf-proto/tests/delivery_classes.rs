@@ -24,11 +24,17 @@ fn events_carry_their_declared_class() {
         ..Default::default()
     };
     assert_eq!(outbox_only(&trade), DeliveryClass::Outbox);
-    assert_eq!(trading::v1::TradeExecuted::SUBJECT, "trading.trade.executed");
+    assert_eq!(
+        trading::v1::TradeExecuted::SUBJECT,
+        "trading.trade.executed"
+    );
     assert_eq!(trading::v1::TradeExecuted::STREAM, "TRADING");
     assert_eq!(trade.ordering_key(), "acc-1");
 
-    assert_eq!(acked_only(&auth::v1::UserLoggedIn::default()), DeliveryClass::Acked);
+    assert_eq!(
+        acked_only(&auth::v1::UserLoggedIn::default()),
+        DeliveryClass::Acked
+    );
     assert_eq!(
         fire_and_forget_only(&social::v1::AchievementUnlocked::default()),
         DeliveryClass::FireAndForget
@@ -39,7 +45,10 @@ fn events_carry_their_declared_class() {
 #[test]
 fn envelope_is_stamped() {
     let mut event = auth::v1::UserRegistered::default();
-    let at = prost_types::Timestamp { seconds: 1, nanos: 2 };
+    let at = prost_types::Timestamp {
+        seconds: 1,
+        nanos: 2,
+    };
     event.set_envelope("0190-id".into(), at);
     assert_eq!(event.event_id(), "0190-id");
     assert_eq!(event.occurred_at(), Some(&at));

@@ -9,8 +9,8 @@
 //! 4. explicit overrides from command-line flags (`--set server.listen=...`).
 //!
 //! Unknown keys are errors, and every error names the key and the layer it came from, e.g.
-//! ``invalid type: found string "fast", expected a duration for key `server.request_timeout`
-//! in WHARF_SERVER__REQUEST_TIMEOUT environment variable``.
+//! ``key `server.request_timeout`: invalid value string "soon", expected a duration (from
+//! environment variable WHARF_SERVER__REQUEST_TIMEOUT)``.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,16 +32,40 @@ const ENV_PREFIX: &str = "WHARF_";
 pub enum ConfigError {
     #[error("config file {path} does not exist")]
     MissingFile { path: PathBuf },
+    // Not a `#[source]`: the message already lists every underlying error, and a report that
+    // walks the chain would print them twice.
     #[error("invalid configuration: {}", describe(.0))]
-    Invalid(#[source] Box<figment::Error>),
+    Invalid(Box<figment::Error>),
     #[error("invalid override {raw:?}: expected KEY=VALUE, e.g. server.listen=127.0.0.1:50051")]
     BadOverride { raw: String },
 }
 
+/// One line per problem: the key as written in a file, what is wrong, and which layer said it
+/// (for the environment, the exact variable name to fix).
 fn describe(err: &figment::Error) -> String {
     err.clone()
         .into_iter()
-        .map(|e| e.to_string())
+        .map(|e| {
+            let key = e.path.join(".").to_ascii_lowercase();
+            let origin = match &e.metadata {
+                Some(meta) if meta.name.contains("environment") => {
+                    format!(
+                        "environment variable {ENV_PREFIX}{}",
+                        e.path.join("__").to_ascii_uppercase()
+                    )
+                }
+                Some(meta) => match &meta.source {
+                    Some(source) => format!("{} {source}", meta.name),
+                    None => meta.name.to_string(),
+                },
+                None => "the defaults".to_owned(),
+            };
+            if key.is_empty() {
+                format!("{} (from {origin})", e.kind)
+            } else {
+                format!("key `{key}`: {} (from {origin})", e.kind)
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -89,22 +113,50 @@ impl ConfigLoader {
         let (key, value) = raw
             .split_once('=')
             .filter(|(key, _)| !key.trim().is_empty())
-            .ok_or_else(|| ConfigError::BadOverride { raw: raw.to_owned() })?;
+            .ok_or_else(|| ConfigError::BadOverride {
+                raw: raw.to_owned(),
+            })?;
         let value: figment::value::Value = value
             .parse()
             .unwrap_or_else(|_| figment::value::Value::from(value.to_owned()));
-        self.figment = self.figment.merge(Serialized::default(key.trim(), value));
+        self.figment = self.figment.merge(Override {
+            key: key.trim().to_owned(),
+            value,
+        });
         Ok(self)
     }
 
     /// Merges every `KEY=VALUE` override in order.
-    pub fn set_all<'a>(self, overrides: impl IntoIterator<Item = &'a str>) -> Result<Self, ConfigError> {
+    pub fn set_all<'a>(
+        self,
+        overrides: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, ConfigError> {
         overrides.into_iter().try_fold(self, Self::set)
     }
 
     /// Deserializes the merged layers into `T`.
     pub fn extract<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ConfigError> {
-        self.figment.extract().map_err(|err| ConfigError::Invalid(Box::new(err)))
+        self.figment
+            .extract()
+            .map_err(|err| ConfigError::Invalid(Box::new(err)))
+    }
+}
+
+/// One `--set KEY=VALUE`, named as such in error messages.
+struct Override {
+    key: String,
+    value: figment::value::Value,
+}
+
+impl figment::Provider for Override {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(format!("--set {}", self.key))
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Serialized::default(&self.key, &self.value).data()
     }
 }
 

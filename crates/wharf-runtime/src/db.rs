@@ -50,7 +50,7 @@ impl Default for DatabaseConfig {
 /// The pool connects lazily, so a service starts (and reports NOT_SERVING) while the database
 /// is down, and recovers by itself when it returns.
 pub fn connect_lazy(config: &DatabaseConfig, schema: &str) -> Result<PgPool, sqlx::Error> {
-    let options = connect_options(config, Some(schema))?;
+    let options = connect_options(config, schema)?;
     Ok(PgPoolOptions::new()
         .max_connections(config.max_connections)
         .min_connections(config.min_connections)
@@ -58,15 +58,15 @@ pub fn connect_lazy(config: &DatabaseConfig, schema: &str) -> Result<PgPool, sql
         .connect_lazy_with(options))
 }
 
-fn connect_options(config: &DatabaseConfig, schema: Option<&str>) -> Result<PgConnectOptions, sqlx::Error> {
+fn connect_options(config: &DatabaseConfig, schema: &str) -> Result<PgConnectOptions, sqlx::Error> {
     let statement_timeout = format!("{}ms", config.statement_timeout.as_millis());
     let mut options: PgConnectOptions = config.url.parse()?;
     options = options
-        .options([("statement_timeout", statement_timeout.as_str())])
+        .options([
+            ("statement_timeout", statement_timeout.as_str()),
+            ("search_path", schema),
+        ])
         .log_statements(tracing::log::LevelFilter::Trace);
-    if let Some(schema) = schema {
-        options = options.options([("search_path", schema)]);
-    }
     Ok(options)
 }
 
@@ -165,8 +165,12 @@ fn describe_missing(missing: &[(i64, String)]) -> String {
 
 /// Applies every pending migration of `schema`, holding sqlx's advisory lock so concurrent
 /// runs (two Jobs) serialise.
-pub async fn migrate(config: &DatabaseConfig, schema: &SchemaMigrations) -> Result<MigrationReport, SchemaError> {
-    let mut conn = connect_options(config, None)?.connect().await?;
+pub async fn migrate(
+    config: &DatabaseConfig,
+    schema: &SchemaMigrations,
+) -> Result<MigrationReport, SchemaError> {
+    // Unqualified names in the migration files land in the service's schema.
+    let mut conn = connect_options(config, schema.schema)?.connect().await?;
     let before = applied_versions(&mut conn, schema).await?;
     schema
         .migrator
@@ -208,7 +212,10 @@ pub async fn ensure_current(pool: &PgPool, schema: &SchemaMigrations) -> Result<
     }
     let mut missing = Vec::new();
     for migration in schema.expected() {
-        match applied.iter().find(|(version, _, _)| *version == migration.version) {
+        match applied
+            .iter()
+            .find(|(version, _, _)| *version == migration.version)
+        {
             None => missing.push((migration.version, migration.description.to_string())),
             Some((_, checksum, _)) if checksum.as_slice() != &*migration.checksum => {
                 return Err(SchemaError::Modified {
@@ -244,6 +251,11 @@ async fn applied_versions(
     if exists.is_none() {
         return Ok(Vec::new());
     }
-    let sql = format!("SELECT version, checksum, success FROM {} ORDER BY version", schema.table());
-    sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await
+    let sql = format!(
+        "SELECT version, checksum, success FROM {} ORDER BY version",
+        schema.table()
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
+        .await
 }

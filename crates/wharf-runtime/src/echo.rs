@@ -32,7 +32,10 @@ impl EchoService for Echo {
         let work = Duration::from_millis(u64::from(work_ms));
         if work > MAX_WORK {
             let mut details = ErrorDetails::new();
-            details.add_bad_request_violation("work_ms", format!("must be at most {}", MAX_WORK.as_millis()));
+            details.add_bad_request_violation(
+                "work_ms",
+                format!("must be at most {}", MAX_WORK.as_millis()),
+            );
             return Err(Status::with_error_details(
                 tonic::Code::InvalidArgument,
                 "invalid echo request",

@@ -11,13 +11,18 @@ pub const FORCED_EXIT_CODE: i32 = 130;
 
 /// Resolves on the first SIGINT or SIGTERM, and arms the second-signal exit.
 pub async fn signal() {
-    let mut interrupt = unix_signal(SignalKind::interrupt()).expect("failed to install the SIGINT handler");
-    let mut terminate = unix_signal(SignalKind::terminate()).expect("failed to install the SIGTERM handler");
+    let mut interrupt =
+        unix_signal(SignalKind::interrupt()).expect("failed to install the SIGINT handler");
+    let mut terminate =
+        unix_signal(SignalKind::terminate()).expect("failed to install the SIGTERM handler");
     let name = tokio::select! {
         _ = interrupt.recv() => "SIGINT",
         _ = terminate.recv() => "SIGTERM",
     };
-    tracing::info!(signal = name, "shutdown requested; a second signal exits immediately");
+    tracing::info!(
+        signal = name,
+        "shutdown requested; a second signal exits immediately"
+    );
     tokio::spawn(async move {
         tokio::select! {
             _ = interrupt.recv() => {},

@@ -11,8 +11,9 @@
 //! - a server-wide concurrency limit that sheds excess calls at once with `RESOURCE_EXHAUSTED`
 //!   and a retry hint, instead of queueing them;
 //! - HTTP/2 and TCP keepalive;
-//! - graceful shutdown: health flips to NOT_SERVING, new connections are refused, in-flight
-//!   calls finish within the grace period, the rest are cut.
+//! - graceful shutdown: health flips to NOT_SERVING (for `shutdown_drain_delay`, so load
+//!   balancers notice), then new connections are refused and in-flight calls finish within the
+//!   grace period; the rest are cut.
 //!
 //! # Layout
 //! - [`layers`]: the deadline, load-shedding and tracing tower layers.
@@ -35,7 +36,10 @@ use tonic_health::server::HealthReporter;
 use tower::ServiceBuilder;
 use wharf_proto::ServiceLimits;
 
-use self::layers::{DeadlineLayer, LoadShedLayer, TraceLayer};
+use self::layers::{DeadlineLayer, LoadShedLayer, MessageSizeLayer, TraceLayer};
+
+/// How long cut calls get to send their `UNAVAILABLE` answer before the server task is aborted.
+const CUT_LINGER: Duration = Duration::from_secs(1);
 
 /// Limits and timings of a gRPC server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +65,11 @@ pub struct ServerConfig {
     pub http2_keepalive_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub tcp_keepalive: Duration,
-    /// How long in-flight calls may run after a shutdown signal.
+    /// After a shutdown signal, how long health reports NOT_SERVING while the server still
+    /// accepts calls, so load balancers stop routing before connections are refused.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_drain_delay: Duration,
+    /// How long in-flight calls may run once the server stops accepting.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
 }
@@ -78,6 +86,7 @@ impl Default for ServerConfig {
             http2_keepalive_interval: Duration::from_secs(30),
             http2_keepalive_timeout: Duration::from_secs(10),
             tcp_keepalive: Duration::from_secs(60),
+            shutdown_drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -98,6 +107,15 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error("the server task panicked or was cancelled: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+/// Reflection over every contract, the health service, and the `google.rpc` error details, so
+/// that `grpcurl` can also decode the field violations in an `INVALID_ARGUMENT`.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(wharf_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// How a server run ended.
@@ -122,12 +140,13 @@ pub struct GrpcServer {
 impl GrpcServer {
     /// Binds the listener now, so the port is known (and taken) before services are added.
     pub async fn bind(config: &ServerConfig) -> Result<Self, ServerError> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         Ok(Self {
             config: config.clone(),
             listener,
@@ -138,7 +157,9 @@ impl GrpcServer {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn port(&self) -> u16 {
@@ -178,7 +199,10 @@ impl GrpcServer {
     }
 
     /// Serves until `shutdown` resolves, then drains within the grace period.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> Result<Stopped, ServerError> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<Stopped, ServerError> {
         let Self {
             config,
             listener,
@@ -191,28 +215,29 @@ impl GrpcServer {
         );
 
         for name in &names {
-            health.set_service_status(*name, ServingStatus::Serving).await;
+            health
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
         }
         health.set_service_status("", ServingStatus::Serving).await;
 
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(wharf_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(wharf_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
         routes
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
         let routes: Routes = routes.routes();
 
+        let cut = tokio_util::sync::CancellationToken::new();
         let layers = ServiceBuilder::new()
             .layer(TraceLayer)
-            .layer(LoadShedLayer::new(config.max_concurrent_requests, config.shed_retry_after))
-            .layer(DeadlineLayer::new(config.request_timeout));
+            .layer(LoadShedLayer::new(
+                config.max_concurrent_requests,
+                config.shed_retry_after,
+            ))
+            .layer(DeadlineLayer::new(config.request_timeout, cut.clone()))
+            .layer(MessageSizeLayer::new(config.max_decoding_message_bytes));
 
         let (stop_accepting, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let incoming = TcpListenerStream::new(listener);
@@ -239,9 +264,17 @@ impl GrpcServer {
 
         // Load balancers stop routing here first; then stop accepting and drain.
         for name in &names {
-            health.set_service_status(*name, ServingStatus::NotServing).await;
+            health
+                .set_service_status(*name, ServingStatus::NotServing)
+                .await;
         }
-        health.set_service_status("", ServingStatus::NotServing).await;
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        if !config.shutdown_drain_delay.is_zero() {
+            tracing::info!(delay = ?config.shutdown_drain_delay, "reporting NOT_SERVING before refusing connections");
+            tokio::time::sleep(config.shutdown_drain_delay).await;
+        }
         tracing::info!(grace = ?config.shutdown_grace, "draining in-flight calls");
         let _ = stop_accepting.send(());
 
@@ -252,8 +285,16 @@ impl GrpcServer {
                 Ok(Stopped::Drained)
             }
             Err(_) => {
-                serving.abort();
                 tracing::warn!(grace = ?config.shutdown_grace, "grace period elapsed; cutting remaining calls");
+                // Cut calls answer UNAVAILABLE; their connections then close, and the server
+                // task ends. Abort it if a connection still lingers.
+                cut.cancel();
+                if tokio::time::timeout(CUT_LINGER, &mut serving)
+                    .await
+                    .is_err()
+                {
+                    serving.abort();
+                }
                 Ok(Stopped::GraceElapsed)
             }
         }

@@ -1,0 +1,5 @@
+//! The `wharf` binary, run as a process the way an operator runs it.
+
+mod dev;
+mod helpers;
+mod stack;
