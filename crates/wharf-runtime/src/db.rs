@@ -79,21 +79,36 @@ pub struct SchemaMigrations {
     pub schema: &'static str,
     /// Usually `sqlx::migrate!("./migrations")` of the service crate.
     pub migrator: Migrator,
+    /// The bookkeeping table, `<schema>._sqlx_migrations` or `<schema>._<component>_migrations`.
+    table: String,
 }
 
 impl SchemaMigrations {
-    pub fn new(service: &'static str, schema: &'static str, mut migrator: Migrator) -> Self {
-        migrator.dangerous_set_table_name(format!("{schema}._sqlx_migrations"));
+    /// The service's own migrations.
+    pub fn new(service: &'static str, schema: &'static str, migrator: Migrator) -> Self {
+        Self::with_table(service, schema, format!("{schema}._sqlx_migrations"), migrator)
+    }
+
+    /// Migrations of a platform component (the outbox, the inbox) applied into a service's
+    /// schema, with their own bookkeeping table so their versions never clash with the
+    /// service's.
+    pub fn component(service: &'static str, schema: &'static str, component: &str, migrator: Migrator) -> Self {
+        Self::with_table(service, schema, format!("{schema}._{component}_migrations"), migrator)
+    }
+
+    fn with_table(service: &'static str, schema: &'static str, table: String, mut migrator: Migrator) -> Self {
+        migrator.dangerous_set_table_name(table.clone());
         migrator.create_schema(schema);
         Self {
             service,
             schema,
             migrator,
+            table,
         }
     }
 
-    fn table(&self) -> String {
-        format!("{}._sqlx_migrations", self.schema)
+    fn table(&self) -> &str {
+        &self.table
     }
 
     /// The migrations that must be applied, in version order.

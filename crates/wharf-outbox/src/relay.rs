@@ -1,0 +1,429 @@
+//! The outbox relay: publishes committed outbox rows to JetStream, in order per key, deleting
+//! each row only after its PubAck arrived.
+//!
+//! - **Buckets and leases.** Every row has a bucket (hash of its ordering key). A relay holds a
+//!   session advisory lock per bucket it publishes; several relays split the buckets, and a
+//!   dead relay's locks vanish with its connection, so another picks its buckets up. One key is
+//!   therefore only ever published by one relay at a time.
+//! - **Claims, no cursor.** A worker claims the oldest rows of its buckets with
+//!   `FOR UPDATE SKIP LOCKED`, publishes them, and deletes the acknowledged ones in the same
+//!   transaction. A row that becomes visible late (its transaction committed after a later
+//!   one's) is simply claimed by the next pass.
+//! - **Pipelined acks.** A batch is sent without waiting, then all acks are awaited together.
+//!   `Nats-Msg-Id` = event id makes a retried publish (a lost ack, a crash before the delete) a
+//!   duplicate that JetStream drops within its duplicate window; consumers' inboxes absorb any
+//!   that get through later.
+//! - **Wake-ups.** `enqueue` sends `NOTIFY wharf_outbox`, delivered at commit; the relay
+//!   LISTENs, and also polls every `poll_interval` in case a notification was missed.
+//! - **Faults.** A failed publish leaves its row (attempts and last error recorded) and the
+//!   worker backs off; a lost database connection drops the leases and the relay reconnects.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgListener;
+use sqlx::{Acquire, PgPool};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use wharf_events::envelope::Envelope;
+use wharf_events::topology::Namespace;
+
+use crate::{BUCKETS, CHANNEL, fnv1a};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Rows claimed and published per batch.
+    pub batch_size: usize,
+    /// Concurrent drain workers; each owns a disjoint slice of the buckets, so order per key
+    /// holds while batches overlap.
+    pub workers: usize,
+    /// Fallback poll when no notification arrives.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How long a publish may wait for its ack.
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
+    /// How often unowned buckets are tried (and a lost lease connection re-made).
+    #[serde(with = "humantime_serde")]
+    pub lease_interval: Duration,
+    /// Longest pause after repeated failures.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 512,
+            workers: 4,
+            poll_interval: Duration::from_secs(1),
+            publish_timeout: Duration::from_secs(5),
+            lease_interval: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counters for tests, benchmarks and operators.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    published: AtomicU64,
+    duplicates: AtomicU64,
+    failures: AtomicU64,
+    batches: AtomicU64,
+}
+
+impl RelayStats {
+    /// Rows acknowledged by JetStream and deleted.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+    /// Acks that reported a duplicate (the event had been stored before).
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
+    }
+    /// Publishes or batches that failed and will be retried.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+}
+
+/// A relay for the outbox table of one schema.
+#[derive(Debug)]
+pub struct Relay {
+    pool: PgPool,
+    js: jetstream::Context,
+    namespace: Namespace,
+    schema: String,
+    config: RelayConfig,
+    stats: Arc<RelayStats>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: i64,
+    event_id: uuid::Uuid,
+    subject: String,
+    event_type: String,
+    ordering_key: String,
+    payload: Vec<u8>,
+    traceparent: Option<String>,
+}
+
+impl Relay {
+    /// `pool` must resolve `outbox` to the schema's table (see `wharf_runtime::db::connect_lazy`).
+    pub fn new(pool: PgPool, client: async_nats::Client, namespace: Namespace, schema: &str, config: RelayConfig) -> Self {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.publish_timeout)
+            .max_ack_inflight(config.batch_size.max(1) * config.workers.max(1))
+            .backpressure_on_inflight(true)
+            .build(client);
+        Self {
+            pool,
+            js,
+            namespace,
+            schema: schema.to_owned(),
+            config,
+            stats: Arc::new(RelayStats::default()),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<RelayStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Publishes until `shutdown` is cancelled. Never returns an error: every failure is
+    /// retried with backoff, because a relay that gives up loses nothing but delays everything.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let (owned_tx, owned_rx) = watch::channel(BTreeSet::<i16>::new());
+        let wake = Arc::new(Notify::new());
+        let relay = Arc::new(self);
+
+        let leases = tokio::spawn(Arc::clone(&relay).lease_buckets(owned_tx, shutdown.clone()));
+        let listener = tokio::spawn(Arc::clone(&relay).listen(Arc::clone(&wake), shutdown.clone()));
+        let workers: Vec<_> = (0..relay.config.workers.max(1))
+            .map(|index| {
+                tokio::spawn(Arc::clone(&relay).drain_worker(index, owned_rx.clone(), Arc::clone(&wake), shutdown.clone()))
+            })
+            .collect();
+
+        shutdown.cancelled().await;
+        for worker in workers {
+            let _ = worker.await;
+        }
+        let _ = listener.await;
+        let _ = leases.await;
+    }
+
+    /// Keeps session advisory locks on as many buckets as it can get, on one dedicated
+    /// connection, and publishes the owned set. A lost connection loses every lease.
+    async fn lease_buckets(self: Arc<Self>, owned_tx: watch::Sender<BTreeSet<i16>>, shutdown: CancellationToken) {
+        let class = lease_class(&self.schema);
+        let mut backoff = self.config.lease_interval;
+        while !shutdown.is_cancelled() {
+            let mut conn = match self.pool.acquire().await {
+                Ok(conn) => conn.detach(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "relay cannot reach the database; retrying");
+                    owned_tx.send_replace(BTreeSet::new());
+                    if sleep_or_stop(backoff, &shutdown).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    continue;
+                }
+            };
+            backoff = self.config.lease_interval;
+            let mut owned = BTreeSet::new();
+            loop {
+                let mut lost = false;
+                for bucket in 0..BUCKETS {
+                    if owned.contains(&bucket) {
+                        continue;
+                    }
+                    match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1, $2)")
+                        .bind(class)
+                        .bind(i32::from(bucket))
+                        .fetch_one(&mut conn)
+                        .await
+                    {
+                        Ok(true) => {
+                            owned.insert(bucket);
+                        }
+                        Ok(false) => {}
+                        Err(err) => {
+                            tracing::warn!(error = %err, "relay lost its lease connection");
+                            lost = true;
+                            break;
+                        }
+                    }
+                }
+                // A cheap liveness probe: if the connection died, its locks are gone.
+                if !lost && sqlx::query("SELECT 1").execute(&mut conn).await.is_err() {
+                    lost = true;
+                }
+                if lost {
+                    owned.clear();
+                    owned_tx.send_replace(BTreeSet::new());
+                    break;
+                }
+                if *owned_tx.borrow() != owned {
+                    tracing::info!(buckets = owned.len(), "relay leases updated");
+                    owned_tx.send_replace(owned.clone());
+                }
+                if sleep_or_stop(self.config.lease_interval, &shutdown).await {
+                    // Let the workers finish their batch before the locks go with the connection.
+                    owned_tx.send_replace(BTreeSet::new());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Turns `NOTIFY wharf_outbox` into wake-ups. Notifications lost while reconnecting are
+    /// covered by the workers' poll.
+    async fn listen(self: Arc<Self>, wake: Arc<Notify>, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            let mut listener = match PgListener::connect_with(&self.pool).await {
+                Ok(listener) => listener,
+                Err(err) => {
+                    tracing::debug!(error = %err, "relay cannot LISTEN yet; polling meanwhile");
+                    if sleep_or_stop(backoff, &shutdown).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    continue;
+                }
+            };
+            if listener.listen(CHANNEL).await.is_err() {
+                continue;
+            }
+            backoff = Duration::from_millis(100);
+            wake.notify_waiters();
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    received = listener.try_recv() => match received {
+                        Ok(Some(_)) => wake.notify_waiters(),
+                        // The connection was lost (and will be re-made): rows may have
+                        // committed meanwhile.
+                        Ok(None) => wake.notify_waiters(),
+                        Err(err) => {
+                            tracing::debug!(error = %err, "relay LISTEN failed; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drains the owned buckets `bucket % workers == index` whenever woken or polled.
+    async fn drain_worker(
+        self: Arc<Self>,
+        index: usize,
+        mut owned_rx: watch::Receiver<BTreeSet<i16>>,
+        wake: Arc<Notify>,
+        shutdown: CancellationToken,
+    ) {
+        let workers = self.config.workers.max(1);
+        let mut backoff = Duration::from_millis(50);
+        while !shutdown.is_cancelled() {
+            // Registered before draining, so a notification that lands mid-drain is not lost.
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            let buckets: Vec<i16> = owned_rx
+                .borrow_and_update()
+                .iter()
+                .copied()
+                .filter(|bucket| usize::try_from(*bucket).unwrap_or(0) % workers == index)
+                .collect();
+            let mut failed = false;
+            if !buckets.is_empty() {
+                loop {
+                    if shutdown.is_cancelled() {
+                        return;
+                    }
+                    match self.relay_batch(&buckets).await {
+                        Ok(0) => break,
+                        Ok(_) => backoff = Duration::from_millis(50),
+                        Err(err) => {
+                            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(error = %err, ?backoff, "relay batch failed; backing off");
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if failed {
+                if sleep_or_stop(backoff, &shutdown).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(self.config.max_backoff);
+                continue;
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                _ = owned_rx.changed() => {}
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Claims, publishes and deletes one batch; returns how many rows it claimed.
+    async fn relay_batch(&self, buckets: &[i16]) -> Result<usize, BatchError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, event_id, subject, event_type, ordering_key, payload, traceparent \
+             FROM outbox WHERE bucket = ANY($1) ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(buckets)
+        .bind(i64::try_from(self.config.batch_size).unwrap_or(512))
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+
+        // Send everything first (one pipelined burst in id order), then collect the acks.
+        let mut pending = Vec::with_capacity(rows.len());
+        let mut send_error = None;
+        for row in &rows {
+            let envelope = Envelope {
+                event_id: row.event_id.to_string(),
+                event_type: row.event_type.clone(),
+                key: row.ordering_key.clone(),
+                traceparent: row.traceparent.clone(),
+            };
+            let subject = self.namespace.subject(&row.subject);
+            match self
+                .js
+                .publish_with_headers(subject, envelope.headers(), row.payload.clone().into())
+                .await
+            {
+                Ok(ack) => pending.push((row.id, ack)),
+                Err(err) => {
+                    // Later rows of the same keys must not overtake this one: stop sending.
+                    send_error = Some(err.to_string());
+                    break;
+                }
+            }
+        }
+        let (ids, acks): (Vec<i64>, Vec<_>) = pending.into_iter().unzip();
+        let results = join_all(acks.into_iter().map(std::future::IntoFuture::into_future)).await;
+
+        let mut acked = Vec::with_capacity(ids.len());
+        let mut first_error = send_error;
+        for (id, result) in ids.into_iter().zip(results) {
+            match result {
+                Ok(ack) => {
+                    if ack.duplicate {
+                        self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
+                    acked.push(id);
+                }
+                Err(err) => {
+                    first_error.get_or_insert_with(|| err.to_string());
+                }
+            }
+        }
+        let unacked: Vec<i64> = rows.iter().map(|row| row.id).filter(|id| !acked.contains(id)).collect();
+
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(&acked)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(error) = &first_error {
+            sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)")
+                .bind(&unacked)
+                .bind(error)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+
+        self.stats.published.fetch_add(acked.len() as u64, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        match first_error {
+            Some(error) => Err(BatchError::Publish(error)),
+            None => Ok(rows.len()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("publish: {0}")]
+    Publish(String),
+}
+
+/// The advisory-lock class of a schema's buckets, so relays of different schemas never contend.
+fn lease_class(schema: &str) -> i32 {
+    let hash = fnv1a(format!("wharf-outbox:{schema}").as_bytes());
+    i32::from_ne_bytes(((hash >> 32) as u32).to_ne_bytes())
+}
+
+/// Sleeps; returns true when stopped instead.
+async fn sleep_or_stop(duration: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => false,
+        () = shutdown.cancelled() => true,
+    }
+}
