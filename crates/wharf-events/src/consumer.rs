@@ -68,7 +68,9 @@ impl ConsumerConfig {
     /// The retry delay after the `delivered`-th failed delivery.
     pub fn backoff(&self, delivered: u32) -> Duration {
         let exponent = delivered.saturating_sub(1).min(16);
-        self.backoff_base.saturating_mul(1 << exponent).min(self.backoff_max)
+        self.backoff_base
+            .saturating_mul(1 << exponent)
+            .min(self.backoff_max)
     }
 }
 
@@ -161,12 +163,20 @@ pub struct Consumer<E, H> {
 
 impl<E, H> std::fmt::Debug for Consumer<E, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer").field("spec", &self.spec).finish_non_exhaustive()
+        f.debug_struct("Consumer")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
     }
 }
 
 impl<E: Event, H: Handler<E>> Consumer<E, H> {
-    pub fn new(js: jetstream::Context, pool: PgPool, topology: &Topology, config: ConsumerConfig, handler: H) -> Self {
+    pub fn new(
+        js: jetstream::Context,
+        pool: PgPool,
+        topology: &Topology,
+        config: ConsumerConfig,
+        handler: H,
+    ) -> Self {
         let namespace = &topology.namespace;
         let spec = ConsumerSpec {
             stream: topology.stream_name(E::STREAM),
@@ -252,7 +262,10 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
                 };
                 match next {
                     Some(Ok(message)) => {
-                        let permit = Arc::clone(&permits).acquire_owned().await.expect("semaphore open");
+                        let permit = Arc::clone(&permits)
+                            .acquire_owned()
+                            .await
+                            .expect("semaphore open");
                         let worker = Arc::clone(&worker);
                         if worker.config.concurrency <= 1 {
                             worker.process(message).await;
@@ -300,13 +313,20 @@ enum Outcome {
 impl<E: Event, H: Handler<E>> Worker<E, H> {
     async fn process(&self, message: jetstream::Message) {
         let (delivered, stream_sequence) = match message.info() {
-            Ok(info) => (u32::try_from(info.delivered).unwrap_or(u32::MAX), info.stream_sequence),
+            Ok(info) => (
+                u32::try_from(info.delivered).unwrap_or(u32::MAX),
+                info.stream_sequence,
+            ),
             Err(_) => (1, 0),
         };
         if delivered > 1 {
             self.stats.redeliveries.fetch_add(1, Ordering::Relaxed);
         }
-        let subject = self.topology.namespace.strip(message.subject.as_str()).to_owned();
+        let subject = self
+            .topology
+            .namespace
+            .strip(message.subject.as_str())
+            .to_owned();
         let span = tracing::info_span!("consume", consumer = %self.config.name, %subject, delivered, stream_sequence);
         let outcome = match envelope::decode::<E>(message.headers.as_ref(), &message.payload) {
             Err(err) => Outcome::DeadLetter(format!("undecodable: {err}")),
@@ -327,7 +347,10 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
                 message.ack_with(AckKind::Nak(Some(delay))).await
             }
-            Outcome::DeadLetter(error) => self.dead_letter(&message, delivered, stream_sequence, error).await,
+            Outcome::DeadLetter(error) => {
+                self.dead_letter(&message, delivered, stream_sequence, error)
+                    .await
+            }
         };
         if let Err(err) = acked {
             // The message will be redelivered; the inbox absorbs it if it was applied.
@@ -337,7 +360,10 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
 
     async fn apply(&self, ctx: EventContext, event: E) -> Outcome {
         let Ok(event_id) = uuid::Uuid::parse_str(&ctx.envelope.event_id) else {
-            return Outcome::DeadLetter(format!("event id {:?} is not a UUID", ctx.envelope.event_id));
+            return Outcome::DeadLetter(format!(
+                "event id {:?} is not a UUID",
+                ctx.envelope.event_id
+            ));
         };
         let mut tx = match self.pool.begin().await {
             Ok(tx) => tx,
@@ -364,7 +390,9 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
         match self.handler.handle(&ctx, event, &mut tx).await {
             Ok(()) => {}
             Err(HandlerError::Permanent(reason)) => return Outcome::DeadLetter(reason),
-            Err(err) if ctx.delivered >= self.config.max_deliver => return Outcome::DeadLetter(err.to_string()),
+            Err(err) if ctx.delivered >= self.config.max_deliver => {
+                return Outcome::DeadLetter(err.to_string());
+            }
             Err(err) => {
                 tracing::warn!(error = %err, delivered = ctx.delivered, "handler failed; will retry");
                 return Outcome::Retry(self.config.backoff(ctx.delivered));
@@ -393,7 +421,11 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
         error: String,
     ) -> Result<(), async_nats::Error> {
         let letter = DeadLetter {
-            original_subject: self.topology.namespace.strip(message.subject.as_str()).to_owned(),
+            original_subject: self
+                .topology
+                .namespace
+                .strip(message.subject.as_str())
+                .to_owned(),
             headers: message.headers.clone().unwrap_or_default(),
             payload: message.payload.clone(),
             error,
@@ -410,7 +442,9 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
             Err(err) => {
                 // Never terminate a message whose dead letter was not stored.
                 tracing::warn!(error = %err, "dead-letter publish failed; will retry");
-                message.ack_with(AckKind::Nak(Some(self.config.backoff(delivered)))).await
+                message
+                    .ack_with(AckKind::Nak(Some(self.config.backoff(delivered))))
+                    .await
             }
         }
     }

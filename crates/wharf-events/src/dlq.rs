@@ -58,7 +58,11 @@ fn nats(err: impl Into<async_nats::Error>) -> DlqError {
 }
 
 /// Stores a dead letter, waiting for the stream's ack.
-pub async fn publish(js: &jetstream::Context, namespace: &Namespace, letter: &DeadLetter) -> Result<(), DlqError> {
+pub async fn publish(
+    js: &jetstream::Context,
+    namespace: &Namespace,
+    letter: &DeadLetter,
+) -> Result<(), DlqError> {
     let mut headers = HeaderMap::new();
     for (name, values) in letter.headers.iter() {
         let name_str: &str = name.as_ref();
@@ -70,7 +74,10 @@ pub async fn publish(js: &jetstream::Context, namespace: &Namespace, letter: &De
         }
     }
     // One dead letter per failed stream message, even if the dead-lettering is retried.
-    let id = format!("dlq:{}:{}:{}", letter.consumer, letter.original_subject, letter.stream_sequence);
+    let id = format!(
+        "dlq:{}:{}:{}",
+        letter.consumer, letter.original_subject, letter.stream_sequence
+    );
     headers.insert(MSG_ID, id.as_str());
     headers.insert(ORIGINAL_SUBJECT, letter.original_subject.as_str());
     headers.insert(ERROR, one_line(&letter.error).as_str());
@@ -97,19 +104,33 @@ fn dlq_stream_name(namespace: &Namespace) -> String {
 }
 
 /// Reads one dead letter.
-pub async fn get(js: &jetstream::Context, namespace: &Namespace, sequence: u64) -> Result<StoredDeadLetter, DlqError> {
-    let stream = js.get_stream(dlq_stream_name(namespace)).await.map_err(js_err)?;
+pub async fn get(
+    js: &jetstream::Context,
+    namespace: &Namespace,
+    sequence: u64,
+) -> Result<StoredDeadLetter, DlqError> {
+    let stream = js
+        .get_stream(dlq_stream_name(namespace))
+        .await
+        .map_err(js_err)?;
     let message = stream
         .get_raw_message(sequence)
         .await
         .map_err(|_| DlqError::NotFound(sequence))?;
-    let header = |name: &str| message.headers.get(name).map(|value| value.as_str().to_owned());
+    let header = |name: &str| {
+        message
+            .headers
+            .get(name)
+            .map(|value| value.as_str().to_owned())
+    };
     let letter = DeadLetter {
         original_subject: header(ORIGINAL_SUBJECT).ok_or(DlqError::Malformed(sequence))?,
         error: header(ERROR).unwrap_or_default(),
         deliveries: header(DELIVERIES).and_then(|d| d.parse().ok()).unwrap_or(0),
         consumer: header(CONSUMER).unwrap_or_default(),
-        stream_sequence: header(STREAM_SEQUENCE).and_then(|s| s.parse().ok()).unwrap_or(0),
+        stream_sequence: header(STREAM_SEQUENCE)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
         headers: message.headers.clone(),
         payload: message.payload.clone(),
     };
@@ -125,8 +146,15 @@ fn js_err(err: jetstream::context::GetStreamError) -> DlqError {
 }
 
 /// Up to `limit` dead letters, oldest first.
-pub async fn list(js: &jetstream::Context, namespace: &Namespace, limit: usize) -> Result<Vec<StoredDeadLetter>, DlqError> {
-    let mut stream = js.get_stream(dlq_stream_name(namespace)).await.map_err(js_err)?;
+pub async fn list(
+    js: &jetstream::Context,
+    namespace: &Namespace,
+    limit: usize,
+) -> Result<Vec<StoredDeadLetter>, DlqError> {
+    let mut stream = js
+        .get_stream(dlq_stream_name(namespace))
+        .await
+        .map_err(js_err)?;
     let state = stream.info().await.map_err(nats)?.state.clone();
     let mut letters = Vec::new();
     if state.messages == 0 {
@@ -147,7 +175,11 @@ pub async fn list(js: &jetstream::Context, namespace: &Namespace, limit: usize) 
 }
 
 /// Publishes the dead letter back to its original subject as a new message, then removes it.
-pub async fn replay(js: &jetstream::Context, namespace: &Namespace, sequence: u64) -> Result<PublishAck, DlqError> {
+pub async fn replay(
+    js: &jetstream::Context,
+    namespace: &Namespace,
+    sequence: u64,
+) -> Result<PublishAck, DlqError> {
     let stored = get(js, namespace, sequence).await?;
     let mut headers = HeaderMap::new();
     for (name, values) in stored.letter.headers.iter() {
@@ -179,8 +211,19 @@ pub async fn replay(js: &jetstream::Context, namespace: &Namespace, sequence: u6
 }
 
 /// Deletes a dead letter for good.
-pub async fn discard(js: &jetstream::Context, namespace: &Namespace, sequence: u64) -> Result<(), DlqError> {
-    let stream = js.get_stream(dlq_stream_name(namespace)).await.map_err(js_err)?;
+pub async fn discard(
+    js: &jetstream::Context,
+    namespace: &Namespace,
+    sequence: u64,
+) -> Result<(), DlqError> {
+    let stream = js
+        .get_stream(dlq_stream_name(namespace))
+        .await
+        .map_err(js_err)?;
     let deleted = stream.delete_message(sequence).await.map_err(nats)?;
-    if deleted { Ok(()) } else { Err(DlqError::NotFound(sequence)) }
+    if deleted {
+        Ok(())
+    } else {
+        Err(DlqError::NotFound(sequence))
+    }
 }

@@ -103,13 +103,22 @@ pub enum DecodeError {
     #[error("message has no Wharf envelope headers")]
     MissingEnvelope,
     #[error("message carries a {found} but this consumer expects {expected}")]
-    WrongType { expected: &'static str, found: String },
+    WrongType {
+        expected: &'static str,
+        found: String,
+    },
     #[error("payload is not a valid {event_type}: {reason}")]
-    Payload { event_type: &'static str, reason: String },
+    Payload {
+        event_type: &'static str,
+        reason: String,
+    },
 }
 
 /// Decodes a message into `E`, checking the declared type first.
-pub fn decode<E: Event>(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<(Envelope, E), DecodeError> {
+pub fn decode<E: Event>(
+    headers: Option<&HeaderMap>,
+    payload: &[u8],
+) -> Result<(Envelope, E), DecodeError> {
     let envelope = headers
         .and_then(Envelope::from_headers)
         .ok_or(DecodeError::MissingEnvelope)?;

@@ -26,7 +26,9 @@ use crate::topology::Namespace;
 /// was not stored and compensate.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("the event has no event_id; stamp it (wharf_events::envelope::stamp) before publishing")]
+    #[error(
+        "the event has no event_id; stamp it (wharf_events::envelope::stamp) before publishing"
+    )]
     MissingEventId,
     #[error("no ack from JetStream within {0:?}")]
     Timeout(Duration),
@@ -52,12 +54,17 @@ impl AckedPublisher {
 
     /// Publishes `event` with `Nats-Msg-Id` = its event id and waits at most `deadline` for the
     /// stream's ack (sending and acknowledging both count against it).
-    pub async fn publish<E: AckedEvent>(&self, event: &E, deadline: Duration) -> Result<PublishAck, PublishError> {
+    pub async fn publish<E: AckedEvent>(
+        &self,
+        event: &E,
+        deadline: Duration,
+    ) -> Result<PublishAck, PublishError> {
         if event.event_id().is_empty() {
             return Err(PublishError::MissingEventId);
         }
         let subject = self.namespace.subject(E::SUBJECT);
-        let (headers, payload) = envelope::encode(event, wharf_runtime::telemetry::current_traceparent());
+        let (headers, payload) =
+            envelope::encode(event, wharf_runtime::telemetry::current_traceparent());
         let attempt = async {
             let ack = self
                 .js
@@ -124,7 +131,10 @@ impl FireAndForgetPublisher {
         let worker_stats = Arc::clone(&stats);
         tokio::spawn(async move {
             while let Some((subject, headers, payload)) = outgoing.recv().await {
-                if let Err(err) = client.publish_with_headers(subject.clone(), headers, payload).await {
+                if let Err(err) = client
+                    .publish_with_headers(subject.clone(), headers, payload)
+                    .await
+                {
                     worker_stats.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%subject, error = %err, "fire-and-forget publish failed");
                 }
@@ -142,10 +152,14 @@ impl FireAndForgetPublisher {
         envelope::stamp(&mut event);
         self.stats.emitted.fetch_add(1, Ordering::Relaxed);
         let subject = self.namespace.subject(E::SUBJECT);
-        let (headers, payload) = envelope::encode(&event, wharf_runtime::telemetry::current_traceparent());
+        let (headers, payload) =
+            envelope::encode(&event, wharf_runtime::telemetry::current_traceparent());
         if self.queue.try_send((subject, headers, payload)).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(subject = E::SUBJECT, "fire-and-forget queue full; event dropped");
+            tracing::debug!(
+                subject = E::SUBJECT,
+                "fire-and-forget queue full; event dropped"
+            );
         }
     }
 

@@ -38,7 +38,10 @@ impl Namespace {
     /// `prefix` must be a single subject token (letters, digits, `_`, `-`).
     pub fn new(prefix: &str) -> Self {
         assert!(
-            !prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            !prefix.is_empty()
+                && prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
             "a namespace is one subject token, got {prefix:?}"
         );
         Self(Some(prefix.to_owned()))
@@ -139,8 +142,13 @@ impl ConsumerSpec {
 /// Why the live topology cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
-    #[error("stream {stream} is missing (declared subjects {subjects:?}); run the service once with topology apply, or create it")]
-    MissingStream { stream: String, subjects: Vec<String> },
+    #[error(
+        "stream {stream} is missing (declared subjects {subjects:?}); run the service once with topology apply, or create it"
+    )]
+    MissingStream {
+        stream: String,
+        subjects: Vec<String>,
+    },
     #[error("stream {stream}: live {field} is {live}, but Wharf declares {declared}")]
     StreamContradicts {
         stream: String,
@@ -157,7 +165,9 @@ pub enum TopologyError {
         window: Duration,
         horizon: Duration,
     },
-    #[error("consumer {durable} on {stream}: live {field} is {live}, but Wharf declares {declared}")]
+    #[error(
+        "consumer {durable} on {stream}: live {field} is {live}, but Wharf declares {declared}"
+    )]
     ConsumerContradicts {
         stream: String,
         durable: String,
@@ -191,7 +201,10 @@ pub struct Topology {
 impl Topology {
     /// The streams derived from the contracts, plus `DLQ`.
     pub fn declared(namespace: Namespace) -> Self {
-        let mut domains: Vec<&str> = wharf_proto::EVENTS.iter().map(|event| event.stream).collect();
+        let mut domains: Vec<&str> = wharf_proto::EVENTS
+            .iter()
+            .map(|event| event.stream)
+            .collect();
         domains.sort_unstable();
         domains.dedup();
         let mut streams: Vec<StreamSpec> = domains
@@ -301,7 +314,11 @@ fn is_stream_not_found(err: &jetstream::context::GetStreamError) -> bool {
     )
 }
 
-fn check_stream(spec: &StreamSpec, live: &stream::Config, horizon: Duration) -> Result<(), TopologyError> {
+fn check_stream(
+    spec: &StreamSpec,
+    live: &stream::Config,
+    horizon: Duration,
+) -> Result<(), TopologyError> {
     let contradicts = |field, live: String, declared: String| TopologyError::StreamContradicts {
         stream: spec.name.clone(),
         field,
@@ -309,13 +326,25 @@ fn check_stream(spec: &StreamSpec, live: &stream::Config, horizon: Duration) -> 
         declared,
     };
     if live.subjects != spec.subjects {
-        return Err(contradicts("subjects", format!("{:?}", live.subjects), format!("{:?}", spec.subjects)));
+        return Err(contradicts(
+            "subjects",
+            format!("{:?}", live.subjects),
+            format!("{:?}", spec.subjects),
+        ));
     }
     if live.storage != StorageType::File {
-        return Err(contradicts("storage", format!("{:?}", live.storage), "File".to_owned()));
+        return Err(contradicts(
+            "storage",
+            format!("{:?}", live.storage),
+            "File".to_owned(),
+        ));
     }
     if live.retention != RetentionPolicy::Limits {
-        return Err(contradicts("retention", format!("{:?}", live.retention), "Limits".to_owned()));
+        return Err(contradicts(
+            "retention",
+            format!("{:?}", live.retention),
+            "Limits".to_owned(),
+        ));
     }
     if live.duplicate_window < MIN_DUPLICATE_WINDOW {
         return Err(contradicts(
@@ -332,12 +361,19 @@ fn check_stream(spec: &StreamSpec, live: &stream::Config, horizon: Duration) -> 
         });
     }
     if live.num_replicas < spec.replicas {
-        return Err(contradicts("num_replicas", live.num_replicas.to_string(), format!("at least {}", spec.replicas)));
+        return Err(contradicts(
+            "num_replicas",
+            live.num_replicas.to_string(),
+            format!("at least {}", spec.replicas),
+        ));
     }
     Ok(())
 }
 
-fn check_consumer(spec: &ConsumerSpec, live: &jetstream::consumer::Config) -> Result<(), TopologyError> {
+fn check_consumer(
+    spec: &ConsumerSpec,
+    live: &jetstream::consumer::Config,
+) -> Result<(), TopologyError> {
     let contradicts = |field, live: String, declared: String| TopologyError::ConsumerContradicts {
         stream: spec.stream.clone(),
         durable: spec.durable.clone(),
@@ -346,10 +382,18 @@ fn check_consumer(spec: &ConsumerSpec, live: &jetstream::consumer::Config) -> Re
         declared,
     };
     if live.ack_policy != AckPolicy::Explicit {
-        return Err(contradicts("ack_policy", format!("{:?}", live.ack_policy), "Explicit".to_owned()));
+        return Err(contradicts(
+            "ack_policy",
+            format!("{:?}", live.ack_policy),
+            "Explicit".to_owned(),
+        ));
     }
     if live.filter_subject != spec.filter_subject {
-        return Err(contradicts("filter_subject", live.filter_subject.clone(), spec.filter_subject.clone()));
+        return Err(contradicts(
+            "filter_subject",
+            live.filter_subject.clone(),
+            spec.filter_subject.clone(),
+        ));
     }
     if live.max_deliver > 0 {
         return Err(contradicts(
@@ -359,7 +403,11 @@ fn check_consumer(spec: &ConsumerSpec, live: &jetstream::consumer::Config) -> Re
         ));
     }
     if live.ack_wait != spec.ack_wait {
-        return Err(contradicts("ack_wait", format!("{:?}", live.ack_wait), format!("{:?}", spec.ack_wait)));
+        return Err(contradicts(
+            "ack_wait",
+            format!("{:?}", live.ack_wait),
+            format!("{:?}", spec.ack_wait),
+        ));
     }
     if live.max_ack_pending != spec.max_ack_pending {
         return Err(contradicts(

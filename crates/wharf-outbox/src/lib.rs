@@ -52,10 +52,14 @@ pub enum OutboxError {
 /// Producers of one ordering key are serialised from here until their commit (a transaction
 /// advisory lock on the key), so ids grow in commit order within a key and the relay publishes
 /// them in that order. Enqueue events of several keys in a consistent order to avoid deadlocks.
-pub async fn enqueue<E: OutboxEvent>(tx: &mut Transaction<'_, Postgres>, mut event: E) -> Result<String, OutboxError> {
+pub async fn enqueue<E: OutboxEvent>(
+    tx: &mut Transaction<'_, Postgres>,
+    mut event: E,
+) -> Result<String, OutboxError> {
     envelope::stamp(&mut event);
     let event_id = event.event_id().to_owned();
-    let id = uuid::Uuid::parse_str(&event_id).map_err(|_| OutboxError::BadEventId(event_id.clone()))?;
+    let id =
+        uuid::Uuid::parse_str(&event_id).map_err(|_| OutboxError::BadEventId(event_id.clone()))?;
     let key = event.ordering_key().into_owned();
     let hash = fnv1a(key.as_bytes());
 

@@ -28,7 +28,7 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgListener;
 use sqlx::{Acquire, PgPool};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, RwLock, watch};
 use tokio_util::sync::CancellationToken;
 use wharf_events::envelope::Envelope;
 use wharf_events::topology::Namespace;
@@ -121,7 +121,13 @@ struct Row {
 
 impl Relay {
     /// `pool` must resolve `outbox` to the schema's table (see `wharf_runtime::db::connect_lazy`).
-    pub fn new(pool: PgPool, client: async_nats::Client, namespace: Namespace, schema: &str, config: RelayConfig) -> Self {
+    pub fn new(
+        pool: PgPool,
+        client: async_nats::Client,
+        namespace: Namespace,
+        schema: &str,
+        config: RelayConfig,
+    ) -> Self {
         let js = jetstream::ContextBuilder::new()
             .timeout(config.publish_timeout)
             .max_ack_inflight(config.batch_size.max(1) * config.workers.max(1))
@@ -148,11 +154,22 @@ impl Relay {
         let wake = Arc::new(Notify::new());
         let relay = Arc::new(self);
 
-        let leases = tokio::spawn(Arc::clone(&relay).lease_buckets(owned_tx, shutdown.clone()));
+        let gate = Arc::new(RwLock::new(()));
+        let leases = tokio::spawn(Arc::clone(&relay).lease_buckets(
+            owned_tx,
+            Arc::clone(&gate),
+            shutdown.clone(),
+        ));
         let listener = tokio::spawn(Arc::clone(&relay).listen(Arc::clone(&wake), shutdown.clone()));
         let workers: Vec<_> = (0..relay.config.workers.max(1))
             .map(|index| {
-                tokio::spawn(Arc::clone(&relay).drain_worker(index, owned_rx.clone(), Arc::clone(&wake), shutdown.clone()))
+                tokio::spawn(Arc::clone(&relay).drain_worker(
+                    index,
+                    owned_rx.clone(),
+                    Arc::clone(&wake),
+                    Arc::clone(&gate),
+                    shutdown.clone(),
+                ))
             })
             .collect();
 
@@ -164,10 +181,22 @@ impl Relay {
         let _ = leases.await;
     }
 
-    /// Keeps session advisory locks on as many buckets as it can get, on one dedicated
-    /// connection, and publishes the owned set. A lost connection loses every lease.
-    async fn lease_buckets(self: Arc<Self>, owned_tx: watch::Sender<BTreeSet<i16>>, shutdown: CancellationToken) {
-        let class = lease_class(&self.schema);
+    /// Keeps session advisory locks on a fair share of the buckets, on one dedicated
+    /// connection, and publishes the owned set to the workers.
+    ///
+    /// Each relay also holds one "slot" lock; counting the granted slot locks in `pg_locks`
+    /// tells how many relays are alive, so each aims for `ceil(64 / relays)` buckets. A relay
+    /// above its share hands buckets back, but only after the workers finished any batch that
+    /// might still be publishing from them (the `gate`), so two relays never publish one key at
+    /// once. A lost connection loses every lock at once, and with it every bucket.
+    async fn lease_buckets(
+        self: Arc<Self>,
+        owned_tx: watch::Sender<BTreeSet<i16>>,
+        gate: Arc<RwLock<()>>,
+        shutdown: CancellationToken,
+    ) {
+        let slots = lease_class(&self.schema, "slots");
+        let buckets = lease_class(&self.schema, "buckets");
         let mut backoff = self.config.lease_interval;
         while !shutdown.is_cancelled() {
             let mut conn = match self.pool.acquire().await {
@@ -184,49 +213,105 @@ impl Relay {
             };
             backoff = self.config.lease_interval;
             let mut owned = BTreeSet::new();
+            let mut slot = None;
             loop {
-                let mut lost = false;
-                for bucket in 0..BUCKETS {
-                    if owned.contains(&bucket) {
-                        continue;
+                match self
+                    .rebalance(
+                        &mut conn, slots, buckets, &mut slot, &mut owned, &owned_tx, &gate,
+                    )
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "relay lost its lease connection");
+                        owned_tx.send_replace(BTreeSet::new());
+                        break;
                     }
-                    match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1, $2)")
-                        .bind(class)
-                        .bind(i32::from(bucket))
-                        .fetch_one(&mut conn)
-                        .await
-                    {
-                        Ok(true) => {
-                            owned.insert(bucket);
-                        }
-                        Ok(false) => {}
-                        Err(err) => {
-                            tracing::warn!(error = %err, "relay lost its lease connection");
-                            lost = true;
-                            break;
-                        }
-                    }
-                }
-                // A cheap liveness probe: if the connection died, its locks are gone.
-                if !lost && sqlx::query("SELECT 1").execute(&mut conn).await.is_err() {
-                    lost = true;
-                }
-                if lost {
-                    owned.clear();
-                    owned_tx.send_replace(BTreeSet::new());
-                    break;
-                }
-                if *owned_tx.borrow() != owned {
-                    tracing::info!(buckets = owned.len(), "relay leases updated");
-                    owned_tx.send_replace(owned.clone());
                 }
                 if sleep_or_stop(self.config.lease_interval, &shutdown).await {
-                    // Let the workers finish their batch before the locks go with the connection.
+                    // Workers finish their batch before the locks go with the connection.
                     owned_tx.send_replace(BTreeSet::new());
+                    let _drained = gate.write().await;
                     return;
                 }
             }
         }
+    }
+
+    /// One leasing round: take a slot, count the live relays, then grow or shrink to the share.
+    #[allow(clippy::too_many_arguments)]
+    async fn rebalance(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        slots: i32,
+        buckets: i32,
+        slot: &mut Option<i32>,
+        owned: &mut BTreeSet<i16>,
+        owned_tx: &watch::Sender<BTreeSet<i16>>,
+        gate: &RwLock<()>,
+    ) -> Result<(), sqlx::Error> {
+        if slot.is_none() {
+            for candidate in 0..MAX_RELAYS {
+                if try_lock(conn, slots, candidate).await? {
+                    *slot = Some(candidate);
+                    break;
+                }
+            }
+        }
+        let live: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND classid = $1::bigint::oid AND objsubid = 2",
+        )
+        .bind(i64::from(slots))
+        .fetch_one(&mut *conn)
+        .await?;
+        let live = usize::try_from(live.max(1)).unwrap_or(1);
+        let share = usize::from(BUCKETS.unsigned_abs()).div_ceil(live);
+
+        if owned.len() > share {
+            let excess: Vec<i16> = owned
+                .iter()
+                .rev()
+                .take(owned.len() - share)
+                .copied()
+                .collect();
+            for bucket in &excess {
+                owned.remove(bucket);
+            }
+            owned_tx.send_replace(owned.clone());
+            // No batch may still be running on a bucket we hand back.
+            let _drained = gate.write().await;
+            for bucket in excess {
+                sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+                    .bind(buckets)
+                    .bind(i32::from(bucket))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            tracing::info!(
+                buckets = owned.len(),
+                relays = live,
+                "relay handed buckets back"
+            );
+            return Ok(());
+        }
+        let before = owned.len();
+        for bucket in 0..BUCKETS {
+            if owned.len() >= share {
+                break;
+            }
+            if !owned.contains(&bucket) && try_lock(conn, buckets, i32::from(bucket)).await? {
+                owned.insert(bucket);
+            }
+        }
+        // A cheap liveness probe even when nothing changed: a dead connection holds no locks.
+        sqlx::query("SELECT 1").execute(&mut *conn).await?;
+        if owned.len() != before || *owned_tx.borrow() != *owned {
+            tracing::info!(buckets = owned.len(), relays = live, "relay leases updated");
+            owned_tx.send_replace(owned.clone());
+        }
+        Ok(())
     }
 
     /// Turns `NOTIFY wharf_outbox` into wake-ups. Notifications lost while reconnecting are
@@ -274,6 +359,7 @@ impl Relay {
         index: usize,
         mut owned_rx: watch::Receiver<BTreeSet<i16>>,
         wake: Arc<Notify>,
+        gate: Arc<RwLock<()>>,
         shutdown: CancellationToken,
     ) {
         let workers = self.config.workers.max(1);
@@ -284,27 +370,30 @@ impl Relay {
             tokio::pin!(notified);
             notified.as_mut().enable();
 
-            let buckets: Vec<i16> = owned_rx
-                .borrow_and_update()
-                .iter()
-                .copied()
-                .filter(|bucket| usize::try_from(*bucket).unwrap_or(0) % workers == index)
-                .collect();
             let mut failed = false;
-            if !buckets.is_empty() {
-                loop {
-                    if shutdown.is_cancelled() {
-                        return;
-                    }
-                    match self.relay_batch(&buckets).await {
-                        Ok(0) => break,
-                        Ok(_) => backoff = Duration::from_millis(50),
-                        Err(err) => {
-                            self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(error = %err, ?backoff, "relay batch failed; backing off");
-                            failed = true;
-                            break;
-                        }
+            loop {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                // Held for one batch: the lease task waits for it before handing buckets back.
+                let _batch = gate.read().await;
+                let buckets: Vec<i16> = owned_rx
+                    .borrow_and_update()
+                    .iter()
+                    .copied()
+                    .filter(|bucket| usize::try_from(*bucket).unwrap_or(0) % workers == index)
+                    .collect();
+                if buckets.is_empty() {
+                    break;
+                }
+                match self.relay_batch(&buckets).await {
+                    Ok(0) => break,
+                    Ok(_) => backoff = Duration::from_millis(50),
+                    Err(err) => {
+                        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %err, ?backoff, "relay batch failed; backing off");
+                        failed = true;
+                        break;
                     }
                 }
             }
@@ -382,22 +471,30 @@ impl Relay {
                 }
             }
         }
-        let unacked: Vec<i64> = rows.iter().map(|row| row.id).filter(|id| !acked.contains(id)).collect();
+        let unacked: Vec<i64> = rows
+            .iter()
+            .map(|row| row.id)
+            .filter(|id| !acked.contains(id))
+            .collect();
 
         sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
             .bind(&acked)
             .execute(&mut *tx)
             .await?;
         if let Some(error) = &first_error {
-            sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)")
-                .bind(&unacked)
-                .bind(error)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)",
+            )
+            .bind(&unacked)
+            .bind(error)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
 
-        self.stats.published.fetch_add(acked.len() as u64, Ordering::Relaxed);
+        self.stats
+            .published
+            .fetch_add(acked.len() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         match first_error {
             Some(error) => Err(BatchError::Publish(error)),
@@ -414,10 +511,26 @@ enum BatchError {
     Publish(String),
 }
 
-/// The advisory-lock class of a schema's buckets, so relays of different schemas never contend.
-fn lease_class(schema: &str) -> i32 {
-    let hash = fnv1a(format!("wharf-outbox:{schema}").as_bytes());
-    i32::from_ne_bytes(((hash >> 32) as u32).to_ne_bytes())
+/// Relays of one schema that can run at once (one slot lock each).
+const MAX_RELAYS: i32 = 64;
+
+/// The advisory-lock class of a schema's `kind` of lock (non-negative, so it compares as an
+/// oid in `pg_locks`); relays of different schemas never contend.
+fn lease_class(schema: &str, kind: &str) -> i32 {
+    let hash = fnv1a(format!("wharf-outbox:{schema}:{kind}").as_bytes());
+    i32::try_from((hash >> 33) & 0x7fff_ffff).expect("masked to 31 bits")
+}
+
+async fn try_lock(
+    conn: &mut sqlx::PgConnection,
+    class: i32,
+    key: i32,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+        .bind(class)
+        .bind(key)
+        .fetch_one(conn)
+        .await
 }
 
 /// Sleeps; returns true when stopped instead.

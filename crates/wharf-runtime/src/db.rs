@@ -86,17 +86,37 @@ pub struct SchemaMigrations {
 impl SchemaMigrations {
     /// The service's own migrations.
     pub fn new(service: &'static str, schema: &'static str, migrator: Migrator) -> Self {
-        Self::with_table(service, schema, format!("{schema}._sqlx_migrations"), migrator)
+        Self::with_table(
+            service,
+            schema,
+            format!("{schema}._sqlx_migrations"),
+            migrator,
+        )
     }
 
     /// Migrations of a platform component (the outbox, the inbox) applied into a service's
     /// schema, with their own bookkeeping table so their versions never clash with the
     /// service's.
-    pub fn component(service: &'static str, schema: &'static str, component: &str, migrator: Migrator) -> Self {
-        Self::with_table(service, schema, format!("{schema}._{component}_migrations"), migrator)
+    pub fn component(
+        service: &'static str,
+        schema: &'static str,
+        component: &str,
+        migrator: Migrator,
+    ) -> Self {
+        Self::with_table(
+            service,
+            schema,
+            format!("{schema}._{component}_migrations"),
+            migrator,
+        )
     }
 
-    fn with_table(service: &'static str, schema: &'static str, table: String, mut migrator: Migrator) -> Self {
+    fn with_table(
+        service: &'static str,
+        schema: &'static str,
+        table: String,
+        mut migrator: Migrator,
+    ) -> Self {
         migrator.dangerous_set_table_name(table.clone());
         migrator.create_schema(schema);
         Self {

@@ -13,20 +13,27 @@ pub struct FreshDatabase {
 impl FreshDatabase {
     /// Creates `wharf_test_<unique>` on the server at `DATABASE_URL` (default: the stack's).
     pub async fn create() -> anyhow::Result<Self> {
-        let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DatabaseConfig::default().url);
+        let admin_url =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| DatabaseConfig::default().url);
         Self::create_on(&admin_url).await
     }
 
     /// Creates a database on the server at `admin_url`.
     pub async fn create_on(admin_url: &str) -> anyhow::Result<Self> {
         let name = crate::unique_name("wharf_test_");
-        let mut admin = sqlx::PgConnection::connect(admin_url).await.map_err(|err| {
-            anyhow::anyhow!("PostgreSQL must be reachable at {admin_url} (run `wharf stack up`): {err}")
-        })?;
+        let mut admin = sqlx::PgConnection::connect(admin_url)
+            .await
+            .map_err(|err| {
+                anyhow::anyhow!(
+                    "PostgreSQL must be reachable at {admin_url} (run `wharf stack up`): {err}"
+                )
+            })?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)
             .await?;
-        let base = admin_url.rsplit_once('/').map_or(admin_url, |(base, _)| base);
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url, |(base, _)| base);
         let config = DatabaseConfig {
             url: format!("{base}/{name}"),
             max_connections: 32,
@@ -43,7 +50,9 @@ impl FreshDatabase {
     pub async fn drop_now(self) {
         if let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await {
             let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await;
         }
     }
 }

@@ -13,7 +13,10 @@ pub fn nats_server_binary() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(path));
     }
     let tools = crate::repo_root().join("deploy/local/tools.sh");
-    let output = Command::new("bash").arg(&tools).arg("nats-server").output()?;
+    let output = Command::new("bash")
+        .arg(&tools)
+        .arg("nats-server")
+        .output()?;
     anyhow::ensure!(
         output.status.success(),
         "{} nats-server failed: {}",
@@ -80,7 +83,10 @@ impl TestNats {
                 let Ok(client) = async_nats::connect(&url).await else {
                     return false;
                 };
-                async_nats::jetstream::new(client).query_account().await.is_ok()
+                async_nats::jetstream::new(client)
+                    .query_account()
+                    .await
+                    .is_ok()
             }
         })
         .await

@@ -17,10 +17,9 @@ fn pg_bin(tool: &str) -> anyhow::Result<PathBuf> {
         .filter(|bin| bin.join(tool).exists())
         .collect();
     versions.sort();
-    versions
-        .pop()
-        .map(|bin| bin.join(tool))
-        .ok_or_else(|| anyhow::anyhow!("PostgreSQL's {tool} is not installed (apt-get install postgresql)"))
+    versions.pop().map(|bin| bin.join(tool)).ok_or_else(|| {
+        anyhow::anyhow!("PostgreSQL's {tool} is not installed (apt-get install postgresql)")
+    })
 }
 
 fn is_root() -> bool {
@@ -33,7 +32,12 @@ fn is_root() -> bool {
 /// `command` as the postgres user when we are root.
 fn as_cluster_owner(command: Vec<String>) -> Vec<String> {
     if is_root() {
-        let mut wrapped = vec!["runuser".to_owned(), "-u".to_owned(), "postgres".to_owned(), "--".to_owned()];
+        let mut wrapped = vec![
+            "runuser".to_owned(),
+            "-u".to_owned(),
+            "postgres".to_owned(),
+            "--".to_owned(),
+        ];
         wrapped.extend(command);
         wrapped
     } else {
@@ -50,10 +54,15 @@ pub struct TestPostgres {
 
 impl TestPostgres {
     pub async fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("wharf-pg").tempdir_in("/tmp")?;
+        let dir = tempfile::Builder::new()
+            .prefix("wharf-pg")
+            .tempdir_in("/tmp")?;
         let data = dir.path().join("data");
         if is_root() {
-            let status = Command::new("chown").arg("postgres").arg(dir.path()).status()?;
+            let status = Command::new("chown")
+                .arg("postgres")
+                .arg(dir.path())
+                .status()?;
             anyhow::ensure!(status.success(), "chown of the cluster folder failed");
         }
         let initdb = as_cluster_owner(vec![
@@ -66,7 +75,11 @@ impl TestPostgres {
             "--no-sync".to_owned(),
         ]);
         let output = Command::new(&initdb[0]).args(&initdb[1..]).output()?;
-        anyhow::ensure!(output.status.success(), "initdb failed: {}", String::from_utf8_lossy(&output.stderr));
+        anyhow::ensure!(
+            output.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
 
         let port = crate::free_port();
         let command = as_cluster_owner(vec![
@@ -98,13 +111,17 @@ impl TestPostgres {
 
     pub async fn wait_ready(&self) -> anyhow::Result<()> {
         let url = self.url();
-        crate::wait_until(Duration::from_secs(30), "PostgreSQL to accept connections", || {
-            let url = url.clone();
-            async move {
-                use sqlx::Connection;
-                sqlx::PgConnection::connect(&url).await.is_ok()
-            }
-        })
+        crate::wait_until(
+            Duration::from_secs(30),
+            "PostgreSQL to accept connections",
+            || {
+                let url = url.clone();
+                async move {
+                    use sqlx::Connection;
+                    sqlx::PgConnection::connect(&url).await.is_ok()
+                }
+            },
+        )
         .await
         .map_err(|err| anyhow::anyhow!("{err}; log:\n{}", self.process.log_tail()))
     }

@@ -13,7 +13,11 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    pub fn spawn(name: &'static str, command: Vec<String>, log: std::path::PathBuf) -> anyhow::Result<Self> {
+    pub fn spawn(
+        name: &'static str,
+        command: Vec<String>,
+        log: std::path::PathBuf,
+    ) -> anyhow::Result<Self> {
         let mut process = Self {
             name,
             command,
@@ -25,14 +29,19 @@ impl ServerProcess {
     }
 
     fn start(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
         let child = Command::new(&self.command[0])
             .args(&self.command[1..])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .map_err(|err| anyhow::anyhow!("failed to start {} ({}): {err}", self.name, self.command[0]))?;
+            .map_err(|err| {
+                anyhow::anyhow!("failed to start {} ({}): {err}", self.name, self.command[0])
+            })?;
         self.child = Some(child);
         Ok(())
     }
@@ -42,7 +51,9 @@ impl ServerProcess {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// SIGKILL: the server gets no chance to flush or clean up.
@@ -58,7 +69,10 @@ impl ServerProcess {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = std::time::Instant::now() + grace;
         while std::time::Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {

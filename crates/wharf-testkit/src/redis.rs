@@ -47,13 +47,17 @@ impl TestRedis {
 
     pub async fn wait_ready(&self) -> anyhow::Result<()> {
         let port = self.port;
-        crate::wait_until(Duration::from_secs(20), "Redis to answer PING", || async move {
-            tokio::process::Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "ping"])
-                .output()
-                .await
-                .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "PONG")
-        })
+        crate::wait_until(
+            Duration::from_secs(20),
+            "Redis to answer PING",
+            || async move {
+                tokio::process::Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "ping"])
+                    .output()
+                    .await
+                    .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "PONG")
+            },
+        )
         .await
         .map_err(|err| anyhow::anyhow!("{err}; log:\n{}", self.process.log_tail()))
     }

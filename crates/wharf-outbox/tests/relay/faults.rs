@@ -34,7 +34,10 @@ async fn relay_survives_a_nats_restart() {
     for seq in 300..600 {
         ids.push(harness.enqueue(&format!("account-{}", seq % 10), seq).await);
     }
-    assert!(harness.outbox_len().await >= 300, "events wait in the outbox while NATS is down");
+    assert!(
+        harness.outbox_len().await >= 300,
+        "events wait in the outbox while NATS is down"
+    );
     nats.restart().await.unwrap();
 
     harness.wait_outbox_empty(Duration::from_secs(60)).await;
@@ -81,16 +84,25 @@ async fn consumer_killed_between_commit_and_ack_applies_once() {
     let second = harness.consumer(config, recorder.clone());
     let stats = second.stats();
     let _second_task = tokio::spawn(second.run(harness.stop.clone()));
-    wharf_testkit::wait_until(Duration::from_secs(20), "the redelivery to be absorbed", || async {
-        stats.duplicates() >= 1
-    })
+    wharf_testkit::wait_until(
+        Duration::from_secs(20),
+        "the redelivery to be absorbed",
+        || async { stats.duplicates() >= 1 },
+    )
     .await
     .unwrap_or_else(|err| panic!("{err}: {}", consumer_stats_line(&stats)));
 
     assert_eq!(harness.applied_len().await, 1, "applied exactly once");
-    assert_eq!(recorder.calls.load(Ordering::SeqCst), 1, "the handler ran once");
+    assert_eq!(
+        recorder.calls.load(Ordering::SeqCst),
+        1,
+        "the handler ran once"
+    );
     assert!(stats.redeliveries() >= 1, "the server really redelivered");
-    let applied: uuid::Uuid = sqlx::query_scalar("SELECT event_id FROM applied").fetch_one(&harness.pool).await.unwrap();
+    let applied: uuid::Uuid = sqlx::query_scalar("SELECT event_id FROM applied")
+        .fetch_one(&harness.pool)
+        .await
+        .unwrap();
     assert_eq!(applied.to_string(), event_id);
     harness.finish().await;
 }
@@ -113,33 +125,55 @@ async fn poison_message_is_dead_lettered_then_replayed() {
 
     let poison_id = harness.enqueue("account-poison", 1).await;
     let healthy_id = harness.enqueue("account-fine", 1).await;
-    wharf_testkit::wait_until(Duration::from_secs(30), "the poison to be dead-lettered", || async {
-        stats.dead_lettered() == 1
-    })
+    wharf_testkit::wait_until(
+        Duration::from_secs(30),
+        "the poison to be dead-lettered",
+        || async { stats.dead_lettered() == 1 },
+    )
     .await
     .unwrap_or_else(|err| panic!("{err}: {}", consumer_stats_line(&stats)));
     harness.wait_applied(1, Duration::from_secs(10)).await;
 
-    let letters = wharf_events::dlq::list(&harness.js, &harness.namespace, 10).await.unwrap();
+    let letters = wharf_events::dlq::list(&harness.js, &harness.namespace, 10)
+        .await
+        .unwrap();
     assert_eq!(letters.len(), 1);
     let letter = &letters[0].letter;
     assert_eq!(letter.original_subject, "trading.trade.executed");
     assert_eq!(letter.deliveries, 3);
     assert_eq!(letter.consumer, "ledger");
     assert!(letter.error.contains("poisoned"), "{}", letter.error);
-    assert_eq!(letter.headers.get("Wharf-Event-Id").unwrap().as_str(), poison_id);
-    assert_eq!(recorder.calls.load(Ordering::SeqCst), 4, "three failed attempts and the healthy event");
+    assert_eq!(
+        letter.headers.get("Wharf-Event-Id").unwrap().as_str(),
+        poison_id
+    );
+    assert_eq!(
+        recorder.calls.load(Ordering::SeqCst),
+        4,
+        "three failed attempts and the healthy event"
+    );
 
     // Fix the cause, then replay.
     recorder.poisoned.store(false, Ordering::SeqCst);
-    wharf_events::dlq::replay(&harness.js, &harness.namespace, letters[0].sequence).await.unwrap();
+    wharf_events::dlq::replay(&harness.js, &harness.namespace, letters[0].sequence)
+        .await
+        .unwrap();
     harness.wait_applied(2, Duration::from_secs(20)).await;
-    assert!(wharf_events::dlq::list(&harness.js, &harness.namespace, 10).await.unwrap().is_empty(), "replayed letters leave the DLQ");
+    assert!(
+        wharf_events::dlq::list(&harness.js, &harness.namespace, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "replayed letters leave the DLQ"
+    );
     let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT event_id FROM applied ORDER BY position")
         .fetch_all(&harness.pool)
         .await
         .unwrap();
-    assert_eq!(ids.iter().map(ToString::to_string).collect::<Vec<_>>(), vec![healthy_id, poison_id]);
+    assert_eq!(
+        ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        vec![healthy_id, poison_id]
+    );
     harness.finish().await;
 }
 
@@ -158,20 +192,32 @@ async fn undecodable_payload_is_dead_lettered_at_once() {
     headers.insert("Wharf-Event-Type", "wharf.trading.v1.TradeExecuted");
     harness
         .js
-        .publish_with_headers(harness.namespace.subject("trading.trade.executed"), headers, vec![0xff, 0xff, 0xff].into())
+        .publish_with_headers(
+            harness.namespace.subject("trading.trade.executed"),
+            headers,
+            vec![0xff, 0xff, 0xff].into(),
+        )
         .await
         .unwrap()
         .await
         .unwrap();
 
-    wharf_testkit::wait_until(Duration::from_secs(20), "the garbage to be dead-lettered", || async {
-        stats.dead_lettered() == 1
-    })
+    wharf_testkit::wait_until(
+        Duration::from_secs(20),
+        "the garbage to be dead-lettered",
+        || async { stats.dead_lettered() == 1 },
+    )
     .await
     .unwrap();
-    let letters = wharf_events::dlq::list(&harness.js, &harness.namespace, 10).await.unwrap();
+    let letters = wharf_events::dlq::list(&harness.js, &harness.namespace, 10)
+        .await
+        .unwrap();
     assert_eq!(letters[0].letter.deliveries, 1);
-    assert!(letters[0].letter.error.starts_with("undecodable"), "{}", letters[0].letter.error);
+    assert!(
+        letters[0].letter.error.starts_with("undecodable"),
+        "{}",
+        letters[0].letter.error
+    );
     assert_eq!(harness.applied_len().await, 0);
     harness.finish().await;
 }

@@ -43,8 +43,12 @@ impl Harness {
 
     pub async fn with_client(client: async_nats::Client) -> Self {
         let database = FreshDatabase::create().await.expect("fresh database");
-        db::migrate(&database.config, &wharf_outbox::migrations("svc", SCHEMA)).await.unwrap();
-        db::migrate(&database.config, &wharf_events::migrations("svc", SCHEMA)).await.unwrap();
+        db::migrate(&database.config, &wharf_outbox::migrations("svc", SCHEMA))
+            .await
+            .unwrap();
+        db::migrate(&database.config, &wharf_events::migrations("svc", SCHEMA))
+            .await
+            .unwrap();
         let pool = db::connect_lazy(&database.config, SCHEMA).unwrap();
         sqlx::query(
             "CREATE TABLE applied (event_id UUID PRIMARY KEY, account_id TEXT NOT NULL, seq BIGINT NOT NULL, \
@@ -71,34 +75,60 @@ impl Harness {
     /// Commits one trade event for `account` with sequence `seq` (carried in `quantity`).
     pub async fn enqueue(&self, account: &str, seq: i64) -> String {
         let mut tx = self.pool.begin().await.unwrap();
-        let id = wharf_outbox::enqueue(&mut tx, trade(account, seq)).await.unwrap();
+        let id = wharf_outbox::enqueue(&mut tx, trade(account, seq))
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         id
     }
 
     pub fn relay(&self, config: RelayConfig) -> (Arc<RelayStats>, tokio::task::JoinHandle<()>) {
-        let relay = Relay::new(self.pool.clone(), self.client.clone(), self.namespace.clone(), SCHEMA, config);
+        let relay = Relay::new(
+            self.pool.clone(),
+            self.client.clone(),
+            self.namespace.clone(),
+            SCHEMA,
+            config,
+        );
         let stats = relay.stats();
         (stats, tokio::spawn(relay.run(self.stop.clone())))
     }
 
-    pub fn consumer(&self, config: ConsumerConfig, handler: Recorder) -> Consumer<TradeExecuted, Recorder> {
-        Consumer::new(self.js.clone(), self.pool.clone(), &self.topology, config, handler)
+    pub fn consumer(
+        &self,
+        config: ConsumerConfig,
+        handler: Recorder,
+    ) -> Consumer<TradeExecuted, Recorder> {
+        Consumer::new(
+            self.js.clone(),
+            self.pool.clone(),
+            &self.topology,
+            config,
+            handler,
+        )
     }
 
     pub async fn outbox_len(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&self.pool).await.unwrap()
+        sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 
     pub async fn applied_len(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM applied").fetch_one(&self.pool).await.unwrap()
+        sqlx::query_scalar("SELECT count(*) FROM applied")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 
     /// Waits until the outbox is empty.
     pub async fn wait_outbox_empty(&self, within: Duration) {
-        wharf_testkit::wait_until(within, "the outbox to drain", || async { self.outbox_len().await == 0 })
-            .await
-            .unwrap();
+        wharf_testkit::wait_until(within, "the outbox to drain", || async {
+            self.outbox_len().await == 0
+        })
+        .await
+        .unwrap();
     }
 
     pub async fn wait_applied(&self, count: i64, within: Duration) {
@@ -111,7 +141,11 @@ impl Harness {
 
     /// Messages stored in the TRADING stream of this namespace, in stream order.
     pub async fn stream_messages(&self) -> Vec<async_nats::jetstream::message::StreamMessage> {
-        let mut stream = self.js.get_stream(self.topology.stream_name("TRADING")).await.unwrap();
+        let mut stream = self
+            .js
+            .get_stream(self.topology.stream_name("TRADING"))
+            .await
+            .unwrap();
         let state = stream.info().await.unwrap().state.clone();
         let mut messages = Vec::new();
         if state.messages == 0 {
@@ -126,7 +160,11 @@ impl Harness {
     }
 
     pub async fn stream_len(&self) -> u64 {
-        let mut stream = self.js.get_stream(self.topology.stream_name("TRADING")).await.unwrap();
+        let mut stream = self
+            .js
+            .get_stream(self.topology.stream_name("TRADING"))
+            .await
+            .unwrap();
         stream.info().await.unwrap().state.messages
     }
 
@@ -165,8 +203,13 @@ impl Handler<TradeExecuted> for Recorder {
     ) -> Result<(), HandlerError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let poison = self.poison_account.lock().unwrap().clone();
-        if self.poisoned.load(Ordering::SeqCst) && poison.as_deref() == Some(event.account_id.as_str()) {
-            return Err(HandlerError::Transient(format!("account {} is poisoned", event.account_id)));
+        if self.poisoned.load(Ordering::SeqCst)
+            && poison.as_deref() == Some(event.account_id.as_str())
+        {
+            return Err(HandlerError::Transient(format!(
+                "account {} is poisoned",
+                event.account_id
+            )));
         }
         let event_id = uuid::Uuid::parse_str(&ctx.envelope.event_id).unwrap();
         sqlx::query("INSERT INTO applied (event_id, account_id, seq) VALUES ($1, $2, $3)")
@@ -180,7 +223,9 @@ impl Handler<TradeExecuted> for Recorder {
 }
 
 /// `event id → count` over stream messages.
-pub fn count_event_ids(messages: &[async_nats::jetstream::message::StreamMessage]) -> HashMap<String, usize> {
+pub fn count_event_ids(
+    messages: &[async_nats::jetstream::message::StreamMessage],
+) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for message in messages {
         let id = message

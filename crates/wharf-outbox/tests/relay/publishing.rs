@@ -13,9 +13,13 @@ async fn out_of_order_commit_is_published_exactly_once() {
     let (_stats, _relay) = harness.relay(fast_relay());
 
     let mut a = harness.pool.begin().await.unwrap();
-    let a_id = wharf_outbox::enqueue(&mut a, trade("account-a", 1)).await.unwrap();
+    let a_id = wharf_outbox::enqueue(&mut a, trade("account-a", 1))
+        .await
+        .unwrap();
     let mut b = harness.pool.begin().await.unwrap();
-    let b_id = wharf_outbox::enqueue(&mut b, trade("account-b", 1)).await.unwrap();
+    let b_id = wharf_outbox::enqueue(&mut b, trade("account-b", 1))
+        .await
+        .unwrap();
     b.commit().await.unwrap();
 
     wharf_testkit::wait_until(Duration::from_secs(10), "B to be published", || async {
@@ -23,8 +27,14 @@ async fn out_of_order_commit_is_published_exactly_once() {
     })
     .await
     .unwrap();
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&mut *a).await.unwrap();
-    assert_eq!(pending, 1, "A's row is still there, uncommitted (and invisible to the relay)");
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&mut *a)
+        .await
+        .unwrap();
+    assert_eq!(
+        pending, 1,
+        "A's row is still there, uncommitted (and invisible to the relay)"
+    );
 
     a.commit().await.unwrap();
     harness.wait_outbox_empty(Duration::from_secs(10)).await;
@@ -43,7 +53,9 @@ async fn rolled_back_events_are_never_published() {
     let (_stats, _relay) = harness.relay(fast_relay());
 
     let mut rolled_back = harness.pool.begin().await.unwrap();
-    wharf_outbox::enqueue(&mut rolled_back, trade("account-x", 1)).await.unwrap();
+    wharf_outbox::enqueue(&mut rolled_back, trade("account-x", 1))
+        .await
+        .unwrap();
     rolled_back.rollback().await.unwrap();
     let committed = harness.enqueue("account-y", 1).await;
 
@@ -59,20 +71,32 @@ async fn rolled_back_events_are_never_published() {
 async fn envelope_headers_are_carried() {
     let harness = Harness::new().await;
     let mut tx = harness.pool.begin().await.unwrap();
-    let id = wharf_outbox::enqueue(&mut tx, trade("account-h", 7)).await.unwrap();
+    let id = wharf_outbox::enqueue(&mut tx, trade("account-h", 7))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    sqlx::query("UPDATE outbox SET traceparent = $1").bind(traceparent).execute(&harness.pool).await.unwrap();
+    sqlx::query("UPDATE outbox SET traceparent = $1")
+        .bind(traceparent)
+        .execute(&harness.pool)
+        .await
+        .unwrap();
 
     let (_stats, _relay) = harness.relay(fast_relay());
     harness.wait_outbox_empty(Duration::from_secs(10)).await;
     let messages = harness.stream_messages().await;
     let headers = &messages[0].headers;
     assert_eq!(headers.get("Nats-Msg-Id").unwrap().as_str(), id);
-    assert_eq!(headers.get("Wharf-Event-Type").unwrap().as_str(), "wharf.trading.v1.TradeExecuted");
+    assert_eq!(
+        headers.get("Wharf-Event-Type").unwrap().as_str(),
+        "wharf.trading.v1.TradeExecuted"
+    );
     assert_eq!(headers.get("Wharf-Key").unwrap().as_str(), "account-h");
     assert_eq!(headers.get("traceparent").unwrap().as_str(), traceparent);
-    assert_eq!(messages[0].subject.as_str(), harness.namespace.subject("trading.trade.executed"));
+    assert_eq!(
+        messages[0].subject.as_str(),
+        harness.namespace.subject("trading.trade.executed")
+    );
     harness.finish().await;
 }
 
@@ -82,7 +106,10 @@ async fn committed_events_are_applied_once() {
     let harness = Harness::new().await;
     let (_stats, _relay) = harness.relay(fast_relay());
     let recorder = Recorder::default();
-    let consumer = harness.consumer(wharf_events::ConsumerConfig::new("ledger"), recorder.clone());
+    let consumer = harness.consumer(
+        wharf_events::ConsumerConfig::new("ledger"),
+        recorder.clone(),
+    );
     let stats = consumer.stats();
     let running = tokio::spawn(consumer.run(harness.stop.clone()));
 
