@@ -7,9 +7,11 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use wharf_runtime::GrpcServer;
 use wharf_runtime::config::ConfigLoader;
 use wharf_runtime::server::Stopped;
-use wharf_runtime::{GrpcServer, PlatformConfig};
+
+use crate::config::WharfConfig;
 
 use crate::ConfigArgs;
 use crate::{migrate, services, stack};
@@ -27,7 +29,7 @@ pub struct DevArgs {
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let mut loader = ConfigLoader::defaults::<PlatformConfig>();
+    let mut loader = ConfigLoader::defaults::<WharfConfig>();
     if !args.no_stack {
         // The stack's settings sit just above the defaults: a file, the env and flags still win.
         let env = stack::up_and_read_env().context("failed to bring the local stack up")?;
@@ -48,7 +50,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         loader = loader.set(&format!("server.listen={listen}"))?;
     }
-    let config: PlatformConfig = loader.extract()?;
+    let config: WharfConfig = loader.extract()?;
     let _telemetry = wharf_runtime::telemetry::init(&config.telemetry, "wharf-dev")?;
 
     migrate::migrate_all(&config.database).await?;

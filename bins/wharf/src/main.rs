@@ -3,10 +3,15 @@
 //! - `wharf dev`: the whole platform in one process, for development.
 //! - `wharf stack up|down|status|env`: the local NATS / Redis / PostgreSQL stack.
 //! - `wharf migrate`: applies every service's migrations (the Kubernetes Job step).
+//! - `wharf relay`: the outbox relay as a process of its own.
+//! - `wharf dlq list|show|replay|discard`: the dead-letter stream.
 #![forbid(unsafe_code)]
 
+mod config;
 mod dev;
+mod dlq;
 mod migrate;
+mod relay;
 mod services;
 mod stack;
 
@@ -26,10 +31,10 @@ struct Cli {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArgs {
     /// TOML config file (defaults → file → WHARF_<SECTION>__<KEY> env → --set).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// Overrides one key, e.g. --set server.listen=127.0.0.1:50051 (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
     pub overrides: Vec<String>,
 }
 
@@ -47,6 +52,10 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Publishes committed outbox rows of the given schemas to JetStream until stopped.
+    Relay(relay::RelayArgs),
+    /// Operates the dead-letter stream.
+    Dlq(dlq::DlqArgs),
 }
 
 #[tokio::main]
@@ -56,5 +65,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args).await,
         Command::Stack { action } => stack::run(&action).context("failed to run the stack command"),
         Command::Migrate { config } => migrate::run(&config).await,
+        Command::Relay(args) => relay::run(args).await,
+        Command::Dlq(args) => dlq::run(args).await,
     }
 }

@@ -1,16 +1,15 @@
 //! `wharf migrate`: the separate migration step. Services never migrate at start-up; they
 //! refuse to start on a schema that is behind and name this command.
 
+use crate::config::WharfConfig;
 use anyhow::Context;
-use wharf_runtime::PlatformConfig;
 use wharf_runtime::db::{self, DatabaseConfig};
 
 use crate::ConfigArgs;
 use crate::services;
 
 pub async fn run(args: &ConfigArgs) -> anyhow::Result<()> {
-    let config: PlatformConfig =
-        wharf_runtime::config::load(args.config.as_deref(), &args.overrides)?;
+    let config: WharfConfig = wharf_runtime::config::load(args.config.as_deref(), &args.overrides)?;
     migrate_all(&config.database).await
 }
 

@@ -1,5 +1,7 @@
 //! The `wharf` binary, run as a process the way an operator runs it.
 
 mod dev;
+mod dlq;
 mod helpers;
+mod relay;
 mod stack;

@@ -1,0 +1,4 @@
+//! Topology and the two direct publishers, against real NATS servers.
+
+mod publishers;
+mod topology;
