@@ -331,6 +331,9 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
         let outcome = match envelope::decode::<E>(message.headers.as_ref(), &message.payload) {
             Err(err) => Outcome::DeadLetter(format!("undecodable: {err}")),
             Ok((envelope, event)) => {
+                if let Some(traceparent) = &envelope.traceparent {
+                    wharf_runtime::telemetry::set_parent_traceparent(&span, traceparent);
+                }
                 let ctx = EventContext {
                     envelope,
                     subject,

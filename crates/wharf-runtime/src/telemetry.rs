@@ -169,6 +169,12 @@ pub fn set_parent_from(span: &tracing::Span, metadata: &MetadataMap) {
     let _ = span.set_parent(extract(metadata));
 }
 
+/// Makes `span` a child of a stored `traceparent` (an outbox row's, a NATS header's), so one
+/// trace spans commit → relay → consumer → effect.
+pub fn set_parent_traceparent(span: &tracing::Span, traceparent: &str) {
+    let _ = span.set_parent(context_from_traceparent(traceparent));
+}
+
 /// The current span's `traceparent`, to store next to an outbox row or send as a NATS header.
 /// `None` when no trace is being recorded.
 pub fn current_traceparent() -> Option<String> {
