@@ -49,7 +49,9 @@ pub enum DlqError {
     NotFound(u64),
     #[error("message {0} in the DLQ is not a Wharf dead letter")]
     Malformed(u64),
-    #[error("JetStream request failed: {0}")]
+    #[error("stream {0} does not exist: apply the topology first (any service, or `wharf relay`, does at start-up)")]
+    NoDlqStream(String),
+    #[error("JetStream request failed")]
     JetStream(#[source] async_nats::Error),
 }
 
@@ -142,7 +144,14 @@ pub async fn get(
 }
 
 fn js_err(err: jetstream::context::GetStreamError) -> DlqError {
-    DlqError::JetStream(err.into())
+    match err.kind() {
+        jetstream::context::GetStreamErrorKind::JetStream(inner)
+            if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+        {
+            DlqError::NoDlqStream(DLQ_STREAM.to_owned())
+        }
+        _ => DlqError::JetStream(err.into()),
+    }
 }
 
 /// Up to `limit` dead letters, oldest first.
