@@ -154,8 +154,12 @@ fn otlp_provider(endpoint: &str, service_name: &str) -> Result<SdkTracerProvider
 
 /// Writes the current span's trace context into outgoing gRPC metadata.
 pub fn inject(metadata: &mut MetadataMap) {
-    let context = tracing::Span::current().context();
-    TraceContextPropagator::new().inject_context(&context, &mut MetadataInjector(metadata));
+    inject_context(&tracing::Span::current().context(), metadata);
+}
+
+/// Writes `context` into gRPC metadata as a W3C `traceparent` (and `tracestate`).
+pub fn inject_context(context: &opentelemetry::Context, metadata: &mut MetadataMap) {
+    TraceContextPropagator::new().inject_context(context, &mut MetadataInjector(metadata));
 }
 
 /// Reads a trace context from incoming gRPC metadata (empty when there is none).
@@ -218,5 +222,44 @@ impl Extractor for MetadataExtractor<'_> {
                 KeyRef::Binary(_) => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::TraceContextExt;
+    use tonic::metadata::MetadataMap;
+
+    use super::{context_from_traceparent, extract, inject_context};
+
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    /// A trace context survives the trip through gRPC metadata unchanged.
+    #[test]
+    fn trace_context_round_trips_through_metadata() {
+        let context = context_from_traceparent(TRACEPARENT);
+        let mut metadata = MetadataMap::new();
+        inject_context(&context, &mut metadata);
+        assert_eq!(
+            metadata.get("traceparent").unwrap().to_str().unwrap(),
+            TRACEPARENT
+        );
+
+        let extracted = extract(&metadata);
+        let span = extracted.span();
+        let span_context = span.span_context();
+        assert!(span_context.is_valid() && span_context.is_remote());
+        assert_eq!(
+            span_context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+    }
+
+    /// Garbage in metadata yields no parent rather than an error.
+    #[test]
+    fn malformed_traceparent_is_ignored() {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("traceparent", "not-a-trace".parse().unwrap());
+        assert!(!extract(&metadata).span().span_context().is_valid());
     }
 }

@@ -98,7 +98,7 @@ impl TestNats {
     }
 
     pub fn stop(&mut self) {
-        self.process.stop(Duration::from_secs(10));
+        self.process.stop("TERM", Duration::from_secs(10));
     }
 
     /// Starts again on the same port with the same JetStream store.

@@ -2,7 +2,8 @@
 //!
 //! Most tests only need a database of their own ([`crate::FreshDatabase`]); this is for the
 //! ones that kill or stop PostgreSQL itself. initdb refuses to run as root, so as root the
-//! cluster runs as the `postgres` user (through `runuser`).
+//! cluster runs as the `postgres` user through `setpriv`, which execs in place: the child
+//! process *is* the postmaster, so a SIGKILL reaches it (a forking `runuser` would orphan it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,9 +34,10 @@ fn is_root() -> bool {
 fn as_cluster_owner(command: Vec<String>) -> Vec<String> {
     if is_root() {
         let mut wrapped = vec![
-            "runuser".to_owned(),
-            "-u".to_owned(),
-            "postgres".to_owned(),
+            "setpriv".to_owned(),
+            "--reuid=postgres".to_owned(),
+            "--regid=postgres".to_owned(),
+            "--init-groups".to_owned(),
             "--".to_owned(),
         ];
         wrapped.extend(command);
@@ -130,9 +132,9 @@ impl TestPostgres {
         self.process.kill9();
     }
 
-    /// SIGTERM (PostgreSQL's "smart" shutdown would wait for clients; tests want it gone).
+    /// A fast shutdown (SIGINT): clients are disconnected, nothing committed is lost.
     pub fn stop(&mut self) {
-        self.process.stop(Duration::from_secs(30));
+        self.process.stop("INT", Duration::from_secs(30));
     }
 
     pub async fn restart(&mut self) -> anyhow::Result<()> {

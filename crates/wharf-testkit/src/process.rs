@@ -64,13 +64,13 @@ impl ServerProcess {
         }
     }
 
-    /// SIGTERM, then waits up to `grace` before SIGKILL.
-    pub fn stop(&mut self, grace: Duration) {
+    /// Sends `signal` (e.g. `TERM`), then waits up to `grace` before SIGKILL.
+    pub fn stop(&mut self, signal: &str, grace: Duration) {
         let Some(mut child) = self.child.take() else {
             return;
         };
         let _ = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{signal}"))
             .arg(child.id().to_string())
             .status();
         let deadline = std::time::Instant::now() + grace;

@@ -67,7 +67,7 @@ impl TestRedis {
     }
 
     pub fn stop(&mut self) {
-        self.process.stop(Duration::from_secs(10));
+        self.process.stop("TERM", Duration::from_secs(10));
     }
 
     pub async fn restart(&mut self) -> anyhow::Result<()> {
