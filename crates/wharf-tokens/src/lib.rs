@@ -1,0 +1,21 @@
+//! Access tokens for every Wharf service and the gateway.
+//!
+//! An access token is an EdDSA (Ed25519) JWT, valid 15 minutes, carrying `iss`, `aud`, `sub`,
+//! `exp`, `nbf`, `iat`, `jti`, the session id (`sid`), the caller's roles, and `kid` in its
+//! header. Verification is strict (RFC 8725): the algorithm is pinned to EdDSA whatever the
+//! header says, every claim is required with numeric dates, leeway is at most 5 s, tokens that
+//! carry `jku`, `jwk`, `x5u` or `x5c` are refused (a token never chooses its own key), and an
+//! unknown `kid` is refused. Every failure is the same error to a caller; the reason is logged.
+//!
+//! # Layout
+//! - [`keys`]: the keyset (signing key, published keys, rotation, JWKS).
+//! - [`access`]: issuing and verifying access tokens.
+//! - [`layer`]: the tonic interceptor that authenticates callers and exposes their identity.
+#![forbid(unsafe_code)]
+
+pub mod access;
+pub mod keys;
+pub mod layer;
+
+pub use access::{AccessClaims, Identity, TokenConfig, TokenError, Tokens};
+pub use keys::{KeySet, KeyState};
