@@ -87,12 +87,8 @@ impl KeySet {
 
     /// Publishes a new key that verifies but does not sign yet (rotation step 1).
     pub fn publish(&mut self, kid: &str, signing: SigningKey) -> Result<(), KeyError> {
-        self.insert(
-            kid,
-            Some(signing.clone()),
-            signing.verifying_key(),
-            KeyState::Published,
-        )
+        let verifying = signing.verifying_key();
+        self.insert(kid, Some(signing), verifying, KeyState::Published)
     }
 
     /// A verify-only key (e.g. another issuer's public key).
