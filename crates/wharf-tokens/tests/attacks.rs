@@ -67,7 +67,7 @@ fn without(mut value: Value, key: &str) -> Value {
 fn assert_refused(tokens: &Tokens, token: &str, case: &str) {
     match tokens.verify(token) {
         Err(err @ TokenError::Invalid { .. }) => {
-            assert_eq!(err.to_string(), "invalid or expired credentials", "{case}")
+            assert_eq!(err.to_string(), "invalid or expired credentials", "{case}");
         }
         other => panic!("{case}: expected a refusal, got {other:?}"),
     }
