@@ -80,8 +80,10 @@ pub async fn enqueue<E: OutboxEvent>(
     .bind(wharf_runtime::telemetry::current_traceparent())
     .execute(&mut **tx)
     .await?;
-    sqlx::query("SELECT pg_notify($1, '')")
+    // The payload names the bucket, so only the relay worker that owns it wakes up.
+    sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
+        .bind(bucket_of(hash).to_string())
         .execute(&mut **tx)
         .await?;
     Ok(event_id)

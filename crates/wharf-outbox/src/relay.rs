@@ -151,8 +151,12 @@ impl Relay {
     /// retried with backoff, because a relay that gives up loses nothing but delays everything.
     pub async fn run(self, shutdown: CancellationToken) {
         let (owned_tx, owned_rx) = watch::channel(BTreeSet::<i16>::new());
-        let wake = Arc::new(Notify::new());
         let relay = Arc::new(self);
+        let wakes: Arc<Vec<Notify>> = Arc::new(
+            (0..relay.config.workers.max(1))
+                .map(|_| Notify::new())
+                .collect(),
+        );
 
         let gate = Arc::new(RwLock::new(()));
         let leases = tokio::spawn(Arc::clone(&relay).lease_buckets(
@@ -160,13 +164,14 @@ impl Relay {
             Arc::clone(&gate),
             shutdown.clone(),
         ));
-        let listener = tokio::spawn(Arc::clone(&relay).listen(Arc::clone(&wake), shutdown.clone()));
+        let listener =
+            tokio::spawn(Arc::clone(&relay).listen(Arc::clone(&wakes), shutdown.clone()));
         let workers: Vec<_> = (0..relay.config.workers.max(1))
             .map(|index| {
                 tokio::spawn(Arc::clone(&relay).drain_worker(
                     index,
                     owned_rx.clone(),
-                    Arc::clone(&wake),
+                    Arc::clone(&wakes),
                     Arc::clone(&gate),
                     shutdown.clone(),
                 ))
@@ -314,9 +319,11 @@ impl Relay {
         Ok(())
     }
 
-    /// Turns `NOTIFY wharf_outbox` into wake-ups. Notifications lost while reconnecting are
+    /// Turns `NOTIFY wharf_outbox, '<bucket>'` into a wake-up of the worker that owns the
+    /// bucket (all workers for an unknown payload). Notifications lost while reconnecting are
     /// covered by the workers' poll.
-    async fn listen(self: Arc<Self>, wake: Arc<Notify>, shutdown: CancellationToken) {
+    async fn listen(self: Arc<Self>, wakes: Arc<Vec<Notify>>, shutdown: CancellationToken) {
+        let wake_all = || wakes.iter().for_each(Notify::notify_waiters);
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             let mut listener = match PgListener::connect_with(&self.pool).await {
@@ -334,15 +341,18 @@ impl Relay {
                 continue;
             }
             backoff = Duration::from_millis(100);
-            wake.notify_waiters();
+            wake_all();
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     received = listener.try_recv() => match received {
-                        Ok(Some(_)) => wake.notify_waiters(),
+                        Ok(Some(notification)) => match notification.payload().parse::<usize>() {
+                            Ok(bucket) => wakes[bucket % wakes.len()].notify_waiters(),
+                            Err(_) => wake_all(),
+                        },
                         // The connection was lost (and will be re-made): rows may have
                         // committed meanwhile.
-                        Ok(None) => wake.notify_waiters(),
+                        Ok(None) => wake_all(),
                         Err(err) => {
                             tracing::debug!(error = %err, "relay LISTEN failed; reconnecting");
                             break;
@@ -358,7 +368,7 @@ impl Relay {
         self: Arc<Self>,
         index: usize,
         mut owned_rx: watch::Receiver<BTreeSet<i16>>,
-        wake: Arc<Notify>,
+        wakes: Arc<Vec<Notify>>,
         gate: Arc<RwLock<()>>,
         shutdown: CancellationToken,
     ) {
@@ -366,7 +376,7 @@ impl Relay {
         let mut backoff = Duration::from_millis(50);
         while !shutdown.is_cancelled() {
             // Registered before draining, so a notification that lands mid-drain is not lost.
-            let notified = wake.notified();
+            let notified = wakes[index].notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
 
@@ -387,7 +397,12 @@ impl Relay {
                     break;
                 }
                 match self.relay_batch(&buckets).await {
-                    Ok(0) => break,
+                    // A short batch means the buckets are drained (rows committed since then
+                    // have notified this worker, which registered before draining).
+                    Ok(claimed) if claimed < self.config.batch_size => {
+                        backoff = Duration::from_millis(50);
+                        break;
+                    }
                     Ok(_) => backoff = Duration::from_millis(50),
                     Err(err) => {
                         self.stats.failures.fetch_add(1, Ordering::Relaxed);
