@@ -25,8 +25,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use sqlx::{PgPool, Postgres, Transaction};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use wharf_proto::Event;
 
@@ -232,6 +233,7 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
             _event: PhantomData,
         });
         let permits = Arc::new(Semaphore::new(worker.config.concurrency.max(1)));
+        let tasks = TaskTracker::new();
         let mut reconnect_delay = Duration::from_millis(100);
 
         while !shutdown.is_cancelled() {
@@ -268,13 +270,9 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
                             .expect("semaphore open");
                         let worker = Arc::clone(&worker);
                         if worker.config.concurrency <= 1 {
-                            worker.process(message).await;
-                            drop(permit);
+                            worker.process(message, permit).await;
                         } else {
-                            tokio::spawn(async move {
-                                worker.process(message).await;
-                                drop(permit);
-                            });
+                            tasks.spawn(async move { worker.process(message, permit).await });
                         }
                     }
                     Some(Err(err)) => {
@@ -285,9 +283,9 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
                 }
             }
         }
-        // Wait for spawned handlers: every permit back means nothing is in flight.
-        let all = u32::try_from(worker.config.concurrency.max(1)).unwrap_or(u32::MAX);
-        let _ = permits.acquire_many(all).await;
+        // In-flight events finish (and are acknowledged) before the consumer returns.
+        tasks.close();
+        tasks.wait().await;
         Ok(())
     }
 }
@@ -311,7 +309,10 @@ enum Outcome {
 }
 
 impl<E: Event, H: Handler<E>> Worker<E, H> {
-    async fn process(&self, message: jetstream::Message) {
+    /// Applies one message, then acknowledges it. `slot` bounds the database work only: it is
+    /// released before the ack, so a slow ack never idles a database slot (the server's
+    /// `max_ack_pending` still bounds what is unacknowledged).
+    async fn process(&self, message: jetstream::Message, slot: OwnedSemaphorePermit) {
         let (delivered, stream_sequence) = match message.info() {
             Ok(info) => (
                 u32::try_from(info.delivered).unwrap_or(u32::MAX),
@@ -343,19 +344,24 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
                 self.apply(ctx, event).instrument(span.clone()).await
             }
         };
-        let _entered = span.enter();
-        let acked = match outcome {
-            Outcome::Ack => message.double_ack().await,
-            Outcome::Retry(delay) => {
-                self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                message.ack_with(AckKind::Nak(Some(delay))).await
+        drop(slot);
+        let acked = async {
+            match outcome {
+                Outcome::Ack => message.double_ack().await,
+                Outcome::Retry(delay) => {
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    message.ack_with(AckKind::Nak(Some(delay))).await
+                }
+                Outcome::DeadLetter(error) => {
+                    self.dead_letter(&message, delivered, stream_sequence, error)
+                        .await
+                }
             }
-            Outcome::DeadLetter(error) => {
-                self.dead_letter(&message, delivered, stream_sequence, error)
-                    .await
-            }
-        };
+        }
+        .instrument(span.clone())
+        .await;
         if let Err(err) = acked {
+            let _entered = span.enter();
             // The message will be redelivered; the inbox absorbs it if it was applied.
             tracing::warn!(error = %err, "ack failed");
         }

@@ -49,7 +49,9 @@ pub enum DlqError {
     NotFound(u64),
     #[error("message {0} in the DLQ is not a Wharf dead letter")]
     Malformed(u64),
-    #[error("stream {0} does not exist: apply the topology first (any service, or `wharf relay`, does at start-up)")]
+    #[error(
+        "stream {0} does not exist: apply the topology first (any service, or `wharf relay`, does at start-up)"
+    )]
     NoDlqStream(String),
     #[error("JetStream request failed")]
     JetStream(#[source] async_nats::Error),
