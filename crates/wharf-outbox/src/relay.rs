@@ -26,8 +26,8 @@ use std::time::Duration;
 use async_nats::jetstream;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use sqlx::{Acquire, PgPool};
 use tokio::sync::{Notify, RwLock, watch};
 use tokio_util::sync::CancellationToken;
 use wharf_events::envelope::Envelope;
@@ -431,14 +431,14 @@ impl Relay {
     /// Claims, publishes and deletes one batch; returns how many rows it claimed.
     async fn relay_batch(&self, buckets: &[i16]) -> Result<usize, BatchError> {
         let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
         // The relay's own commit (the delete of published rows) need not wait for the disk: if
         // PostgreSQL crashed and forgot it, the rows would come back and be published again,
         // and JetStream's duplicate window or the consumers' inboxes would absorb them. This
         // spares one fsync per batch; producers and consumers keep durable commits.
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
+        // (One round trip: the setting rides on the BEGIN.)
+        let mut tx =
+            sqlx::Connection::begin_with(&mut *conn, "BEGIN; SET LOCAL synchronous_commit = off")
+                .await?;
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, event_id, subject, event_type, ordering_key, payload, traceparent \
              FROM outbox WHERE bucket = ANY($1) ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",

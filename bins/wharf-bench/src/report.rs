@@ -1,0 +1,127 @@
+//! The verdict: ratios against the issue's targets, as a table, `bench.json` and the plot.
+
+pub(crate) mod table;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::cli::Params;
+use crate::machine::Machine;
+use crate::results::Results;
+
+/// Relay drain ≥ this × L1; consumer drain ≥ this × L3.
+pub const RATIO_TARGET: f64 = 0.7;
+/// Commit → consumer-commit latency bounds at the target rate.
+pub const P50_TARGET_MS: f64 = 5.0;
+pub const P99_TARGET_MS: f64 = 15.0;
+
+/// One target of the issue, checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub value: f64,
+    pub unit: &'static str,
+    /// The limit the value is divided by, for ratio targets.
+    pub limit: Option<f64>,
+    pub ratio: Option<f64>,
+    pub target: String,
+    pub pass: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub params: Params,
+    pub machine: Machine,
+    pub results: Results,
+    pub checks: Vec<Check>,
+    pub passed: bool,
+}
+
+impl Report {
+    pub fn new(params: Params, machine: Machine, results: Results) -> Self {
+        let checks = checks(&results);
+        let passed = checks.iter().all(|check| check.pass);
+        Self {
+            params,
+            machine,
+            results,
+            checks,
+            passed,
+        }
+    }
+
+    pub fn check(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|check| check.name == name)
+    }
+
+    /// Writes bench.json and bench.svg, and bench.png when ImageMagick is there.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir).context("failed to create the output folder")?;
+        let json = dir.join("bench.json");
+        let text = serde_json::to_string_pretty(self).context("failed to encode the report")?;
+        std::fs::write(&json, text + "\n").context("failed to write bench.json")?;
+        let svg = dir.join("bench.svg");
+        std::fs::write(&svg, crate::svg::render(self)).context("failed to write bench.svg")?;
+        let mut written = vec![json, svg.clone()];
+        let png = dir.join("bench.png");
+        let converted = Command::new("convert")
+            .args(["-density", "144"])
+            .arg(&svg)
+            .arg(&png)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if converted.is_ok_and(|status| status.success()) && png.exists() {
+            written.push(png);
+        }
+        Ok(written)
+    }
+
+    pub fn table(&self) -> String {
+        table::render(self)
+    }
+}
+
+fn checks(results: &Results) -> Vec<Check> {
+    let ratio_check = |name, value: f64, unit, limit: f64| {
+        let ratio = value / limit.max(f64::MIN_POSITIVE);
+        Check {
+            name,
+            value,
+            unit,
+            limit: Some(limit),
+            ratio: Some(ratio),
+            target: format!("≥ {RATIO_TARGET:.2}"),
+            pass: ratio >= RATIO_TARGET,
+        }
+    };
+    let latency_check = |name, value: f64, bound: f64| Check {
+        name,
+        value,
+        unit: "ms",
+        limit: None,
+        ratio: None,
+        target: format!("≤ {bound:.0} ms"),
+        pass: value <= bound,
+    };
+    let latency = &results.latency.end_to_end;
+    vec![
+        ratio_check(
+            "relay_drain",
+            results.relay.drain.per_second,
+            "rows/s",
+            results.l1.best.per_second,
+        ),
+        ratio_check(
+            "consumer_drain",
+            results.consumer.drain.per_second,
+            "events/s",
+            results.l3.throughput.per_second,
+        ),
+        latency_check("latency_p50", latency.p50_ms, P50_TARGET_MS),
+        latency_check("latency_p99", latency.p99_ms, P99_TARGET_MS),
+    ]
+}

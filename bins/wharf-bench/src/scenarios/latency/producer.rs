@@ -1,0 +1,99 @@
+//! The open-loop producer: event i is due at t0 + i/R and is committed at or after that
+//! instant, by one of a few concurrent producers. A late event is still sent, and keeps its
+//! intended time, so the lateness is part of what is measured.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::clock::{Clock, micros};
+use crate::results::micros_histogram;
+use crate::workload;
+
+/// Transactions the producer may have open at once (its pool's size).
+pub const PRODUCERS: usize = 16;
+
+/// What the producer did.
+#[derive(Debug)]
+pub struct Paced {
+    /// Intended send time → the producer's commit, in µs.
+    pub commit: Histogram<u64>,
+    /// From t0 to the last commit.
+    pub elapsed: Duration,
+}
+
+/// The schedule: `total` events at `rate` per second, numbered from `first_seq`.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub rate: u32,
+    pub total: u64,
+    pub first_seq: u64,
+}
+
+impl Schedule {
+    fn offset(&self, index: u64) -> Duration {
+        Duration::from_secs_f64(index as f64 / f64::from(self.rate))
+    }
+}
+
+/// Runs `schedule` starting at (`t0`, `t0_wall`), one transaction per event: `enqueue` + commit,
+/// telling `clock` when each commit returned.
+pub async fn paced(
+    pool: &PgPool,
+    clock: &Arc<Clock>,
+    schedule: Schedule,
+    t0: Instant,
+    t0_wall: SystemTime,
+) -> anyhow::Result<Paced> {
+    let permits = Arc::new(Semaphore::new(PRODUCERS));
+    let commits = Arc::new(Mutex::new(micros_histogram()));
+    let mut tasks = JoinSet::new();
+    let mut last = t0;
+    for index in 0..schedule.total {
+        let offset = schedule.offset(index);
+        tokio::time::sleep_until((t0 + offset).into()).await;
+        let permit = Arc::clone(&permits)
+            .acquire_owned()
+            .await
+            .context("producer semaphore closed")?;
+        let pool = pool.clone();
+        let commits = Arc::clone(&commits);
+        let clock = Arc::clone(clock);
+        let intended = t0_wall + offset;
+        tasks.spawn(async move {
+            let mut tx = pool.begin().await.context("failed to begin")?;
+            let trade = workload::trade(schedule.first_seq + index, intended);
+            let event_id = wharf_outbox::enqueue(&mut tx, trade)
+                .await
+                .context("failed to enqueue")?;
+            tx.commit().await.context("failed to commit")?;
+            let done = Instant::now();
+            clock.produced(event_id);
+            let lateness = SystemTime::now()
+                .duration_since(intended)
+                .unwrap_or_default();
+            commits
+                .lock()
+                .expect("commit histogram lock")
+                .saturating_record(micros(lateness));
+            drop(permit);
+            anyhow::Ok(done)
+        });
+        while let Some(finished) = tasks.try_join_next() {
+            last = last.max(finished.context("a producer panicked")??);
+        }
+    }
+    while let Some(finished) = tasks.join_next().await {
+        last = last.max(finished.context("a producer panicked")??);
+    }
+    let commit = commits.lock().expect("commit histogram lock").clone();
+    Ok(Paced {
+        commit,
+        elapsed: last.duration_since(t0),
+    })
+}
