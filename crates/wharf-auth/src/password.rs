@@ -1,0 +1,152 @@
+//! Passwords: argon2id with the OWASP parameters (the crate's defaults: m = 19 MiB, t = 2,
+//! p = 1), computed off the async runtime.
+//!
+//! A hash costs tens of milliseconds of CPU, so it runs on `spawn_blocking` behind a semaphore
+//! sized to the cores, inside the caller's span. Beyond that, at most `queue_budget` calls may
+//! wait; the next is refused at once with [`PasswordError::Busy`] (the service answers
+//! `RESOURCE_EXHAUSTED`), so a login flood degrades into fast refusals instead of a queue that
+//! grows until every request times out, and cheap RPCs keep their cores.
+//!
+//! An unknown account still costs one verification (against a fixed dummy hash), so response
+//! time does not reveal which accounts exist.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+/// Shortest accepted password, in characters.
+pub const MIN_CHARS: usize = 8;
+/// Longest accepted password, in characters (never truncated: longer is refused).
+pub const MAX_CHARS: usize = 128;
+
+/// Why a password was not accepted for a new account.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("password must be at least {MIN_CHARS} characters")]
+    TooShort,
+    #[error("password must be at most {MAX_CHARS} characters")]
+    TooLong,
+}
+
+/// Checks a new password against the policy (NIST SP 800-63B: length, no composition rules).
+pub fn check_policy(password: &str) -> Result<(), PolicyError> {
+    let chars = password.chars().count();
+    if chars < MIN_CHARS {
+        Err(PolicyError::TooShort)
+    } else if chars > MAX_CHARS {
+        Err(PolicyError::TooLong)
+    } else {
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// Too many hashes are running or waiting: refuse now, retry later.
+    #[error("too many password checks in progress")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Internal(String),
+}
+
+/// The bounded argon2id pool.
+#[derive(Debug, Clone)]
+pub struct Passwords {
+    running: Arc<Semaphore>,
+    admitted: Arc<Semaphore>,
+    capacity: usize,
+    dummy_hash: Arc<str>,
+    hashes: Arc<AtomicU64>,
+}
+
+impl Passwords {
+    /// `workers` hashes at once (the cores), plus `queue_budget` waiting.
+    pub fn new(workers: usize, queue_budget: usize) -> Result<Self, PasswordError> {
+        let dummy_hash = Argon2::default()
+            .hash_password(b"wharf dummy password for unknown accounts")
+            .map_err(|err| PasswordError::Internal(err.to_string()))?
+            .to_string();
+        let workers = workers.max(1);
+        Ok(Self {
+            running: Arc::new(Semaphore::new(workers)),
+            admitted: Arc::new(Semaphore::new(workers + queue_budget)),
+            capacity: workers + queue_budget,
+            dummy_hash: dummy_hash.into(),
+            hashes: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Sized to this machine's cores.
+    pub fn for_this_machine(queue_budget: usize) -> Result<Self, PasswordError> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self::new(cores, queue_budget)
+    }
+
+    /// The PHC string of a new hash (with a random salt).
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        self.run(move || {
+            Argon2::default()
+                .hash_password(password.as_bytes())
+                .map(|hash| hash.to_string())
+                .map_err(|err| PasswordError::Internal(err.to_string()))
+        })
+        .await?
+    }
+
+    /// Whether `password` matches `stored`. `None` (no such account) costs the same and is
+    /// never a match.
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, PasswordError> {
+        let known = stored.is_some();
+        let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
+        let matched = self
+            .run(move || {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), hash.as_str())
+                    .is_ok()
+            })
+            .await?;
+        Ok(known && matched)
+    }
+
+    /// Hashes computed so far (for tests and metrics).
+    pub fn hashes_computed(&self) -> u64 {
+        self.hashes.load(Ordering::Relaxed)
+    }
+
+    /// Calls admitted right now (running or waiting).
+    pub fn in_flight(&self) -> usize {
+        self.capacity - self.admitted.available_permits()
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let _admitted = Arc::clone(&self.admitted)
+            .try_acquire_owned()
+            .map_err(|_| PasswordError::Busy)?;
+        let _running = self
+            .running
+            .acquire()
+            .await
+            .map_err(|_| PasswordError::Busy)?;
+        let span = tracing::Span::current();
+        let hashes = Arc::clone(&self.hashes);
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            hashes.fetch_add(1, Ordering::Relaxed);
+            work()
+        })
+        .in_current_span()
+        .await
+        .map_err(|err| PasswordError::Internal(err.to_string()))
+    }
+}
