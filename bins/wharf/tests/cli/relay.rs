@@ -163,7 +163,13 @@ async fn relay_killed_mid_drain_loses_and_duplicates_nothing() {
             .await
             .unwrap();
     assert_eq!(distinct, EVENTS);
-    assert_eq!(stats.applied(), EVENTS as u64);
+    wharf_testkit::wait_until(
+        Duration::from_secs(10),
+        "the consumer counter to settle",
+        || async { stats.applied() == EVENTS as u64 },
+    )
+    .await
+    .unwrap();
 
     stop.cancel();
     consuming.await.unwrap().unwrap();
