@@ -256,7 +256,6 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
                     continue;
                 }
             };
-            reconnect_delay = Duration::from_millis(100);
             loop {
                 let next = tokio::select! {
                     next = messages.next() => next,
@@ -264,6 +263,7 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
                 };
                 match next {
                     Some(Ok(message)) => {
+                        reconnect_delay = Duration::from_millis(100);
                         let permit = Arc::clone(&permits)
                             .acquire_owned()
                             .await
@@ -276,7 +276,13 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
                         }
                     }
                     Some(Err(err)) => {
+                        // Back off before re-subscribing, so a persistent error is not a hot loop.
                         tracing::debug!(consumer = %worker.config.name, error = %err, "pull stream error; re-subscribing");
+                        tokio::select! {
+                            () = tokio::time::sleep(reconnect_delay) => {}
+                            () = shutdown.cancelled() => {}
+                        }
+                        reconnect_delay = (reconnect_delay * 2).min(Duration::from_secs(5));
                         break;
                     }
                     None => break,

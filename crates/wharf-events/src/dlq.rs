@@ -117,10 +117,21 @@ pub async fn get(
         .get_stream(dlq_stream_name(namespace))
         .await
         .map_err(js_err)?;
+    read(&stream, sequence).await
+}
+
+/// Reads one dead letter from the already-resolved DLQ stream.
+async fn read(
+    stream: &jetstream::stream::Stream,
+    sequence: u64,
+) -> Result<StoredDeadLetter, DlqError> {
     let message = stream
         .get_raw_message(sequence)
         .await
-        .map_err(|_| DlqError::NotFound(sequence))?;
+        .map_err(|err| match err.kind() {
+            jetstream::stream::RawMessageErrorKind::NoMessageFound => DlqError::NotFound(sequence),
+            _ => nats(err),
+        })?;
     let header = |name: &str| {
         message
             .headers
@@ -175,7 +186,7 @@ pub async fn list(
         if letters.len() >= limit {
             break;
         }
-        match get(js, namespace, sequence).await {
+        match read(&stream, sequence).await {
             Ok(letter) => letters.push(letter),
             // Discarded or replayed letters leave gaps in the sequence.
             Err(DlqError::NotFound(_)) => {}

@@ -70,8 +70,8 @@ impl AckedPublisher {
                 .js
                 .publish_with_headers(subject.clone(), headers, payload)
                 .await
-                .map_err(|err| classify(err, &subject))?;
-            ack.await.map_err(|err| classify(err, &subject))
+                .map_err(|err| classify(err, &subject, deadline))?;
+            ack.await.map_err(|err| classify(err, &subject, deadline))
         };
         tokio::time::timeout(deadline, attempt)
             .await
@@ -79,9 +79,13 @@ impl AckedPublisher {
     }
 }
 
-fn classify(err: jetstream::context::PublishError, subject: &str) -> PublishError {
+fn classify(
+    err: jetstream::context::PublishError,
+    subject: &str,
+    deadline: Duration,
+) -> PublishError {
     match err.kind() {
-        PublishErrorKind::TimedOut => PublishError::Timeout(Duration::ZERO),
+        PublishErrorKind::TimedOut => PublishError::Timeout(deadline),
         PublishErrorKind::StreamNotFound => PublishError::NoStream(subject.to_owned()),
         PublishErrorKind::BrokenPipe => PublishError::Unavailable(err.into()),
         _ => PublishError::Rejected(err.into()),

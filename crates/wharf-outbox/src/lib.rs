@@ -63,29 +63,26 @@ pub async fn enqueue<E: OutboxEvent>(
     let key = event.ordering_key().into_owned();
     let hash = fnv1a(key.as_bytes());
 
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(i64::from_ne_bytes(hash.to_ne_bytes()))
-        .execute(&mut **tx)
-        .await?;
+    // One round trip: the key's lock is taken (in the FROM clause) before the row's id is
+    // drawn, and the notification naming the bucket is delivered at commit, so only the relay
+    // worker that owns the bucket wakes up.
+    let bucket = bucket_of(hash);
     sqlx::query(
         "INSERT INTO outbox (event_id, subject, event_type, ordering_key, bucket, payload, traceparent) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         SELECT $1, $2, $3, $4, $5, $6, $7 \
+         FROM (SELECT pg_advisory_xact_lock($8), pg_notify($9, $5::text)) AS serialised",
     )
     .bind(id)
     .bind(E::SUBJECT)
     .bind(E::FULL_NAME)
     .bind(&key)
-    .bind(bucket_of(hash))
+    .bind(bucket)
     .bind(event.encode_to_vec())
     .bind(wharf_runtime::telemetry::current_traceparent())
+    .bind(i64::from_ne_bytes(hash.to_ne_bytes()))
+    .bind(CHANNEL)
     .execute(&mut **tx)
     .await?;
-    // The payload names the bucket, so only the relay worker that owns it wakes up.
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(bucket_of(hash).to_string())
-        .execute(&mut **tx)
-        .await?;
     Ok(event_id)
 }
 

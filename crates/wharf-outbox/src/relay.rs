@@ -18,7 +18,7 @@
 //! - **Faults.** A failed publish leaves its row (attempts and last error recorded) and the
 //!   worker backs off; a lost database connection drops the leases and the relay reconnects.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -179,11 +179,11 @@ impl Relay {
             .collect();
 
         shutdown.cancelled().await;
-        for worker in workers {
-            let _ = worker.await;
+        for task in workers.into_iter().chain([listener, leases]) {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "a relay task panicked");
+            }
         }
-        let _ = listener.await;
-        let _ = leases.await;
     }
 
     /// Keeps session advisory locks on a fair share of the buckets, on one dedicated
@@ -337,7 +337,12 @@ impl Relay {
                     continue;
                 }
             };
-            if listener.listen(CHANNEL).await.is_err() {
+            if let Err(err) = listener.listen(CHANNEL).await {
+                tracing::debug!(error = %err, "relay cannot LISTEN yet; polling meanwhile");
+                if sleep_or_stop(backoff, &shutdown).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(self.config.max_backoff);
                 continue;
             }
             backoff = Duration::from_millis(100);
@@ -452,19 +457,21 @@ impl Relay {
         }
 
         // Send everything first (one pipelined burst in id order), then collect the acks.
-        let mut pending = Vec::with_capacity(rows.len());
+        let claimed = rows.len();
+        let all_ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+        let mut pending = Vec::with_capacity(claimed);
         let mut send_error = None;
-        for row in &rows {
+        for row in rows {
             let envelope = Envelope {
                 event_id: row.event_id.to_string(),
-                event_type: row.event_type.clone(),
-                key: row.ordering_key.clone(),
-                traceparent: row.traceparent.clone(),
+                event_type: row.event_type,
+                key: row.ordering_key,
+                traceparent: row.traceparent,
             };
             let subject = self.namespace.subject(&row.subject);
             match self
                 .js
-                .publish_with_headers(subject, envelope.headers(), row.payload.clone().into())
+                .publish_with_headers(subject, envelope.headers(), row.payload.into())
                 .await
             {
                 Ok(ack) => pending.push((row.id, ack)),
@@ -493,10 +500,10 @@ impl Relay {
                 }
             }
         }
-        let unacked: Vec<i64> = rows
-            .iter()
-            .map(|row| row.id)
-            .filter(|id| !acked.contains(id))
+        let acked_set: HashSet<i64> = acked.iter().copied().collect();
+        let unacked: Vec<i64> = all_ids
+            .into_iter()
+            .filter(|id| !acked_set.contains(id))
             .collect();
 
         sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
@@ -520,7 +527,7 @@ impl Relay {
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         match first_error {
             Some(error) => Err(BatchError::Publish(error)),
-            None => Ok(rows.len()),
+            None => Ok(claimed),
         }
     }
 }

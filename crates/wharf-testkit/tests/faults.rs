@@ -42,26 +42,22 @@ async fn nats_keeps_jetstream_data_across_kill9() {
 #[tokio::test]
 async fn redis_keeps_acknowledged_writes_across_kill9() {
     let mut redis = TestRedis::start().await.unwrap();
-    let cli = |args: &[&str]| {
-        let output = std::process::Command::new("redis-cli")
-            .args(["-p", &redis.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    };
-    assert_eq!(cli(&["SET", "revoked:session-1", "1"]), "OK");
+    assert_eq!(
+        redis_cli(redis.port, &["SET", "revoked:session-1", "1"]),
+        "OK"
+    );
     redis.kill9();
     redis.restart().await.unwrap();
-    let cli = |args: &[&str]| {
-        let output = std::process::Command::new("redis-cli")
-            .args(["-p", &redis.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    };
-    assert_eq!(cli(&["GET", "revoked:session-1"]), "1");
+    assert_eq!(redis_cli(redis.port, &["GET", "revoked:session-1"]), "1");
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 /// A committed PostgreSQL row survives a SIGKILL of the postmaster; a stopped server refuses

@@ -5,7 +5,7 @@ use std::path::Path;
 use sqlx::migrate::Migrator;
 use wharf_runtime::db::{self, SchemaError, SchemaMigrations};
 
-use crate::helpers::FreshDatabase;
+use wharf_testkit::FreshDatabase;
 
 async fn fixture(version: &str) -> SchemaMigrations {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,7 +19,7 @@ async fn fixture(version: &str) -> SchemaMigrations {
 /// after `migrate` the check passes and the tables are in the service's own schema.
 #[tokio::test]
 async fn behind_schema_is_refused_until_migrated() {
-    let database = FreshDatabase::create().await;
+    let database = FreshDatabase::create().await.expect("fresh database");
     let schema = fixture("v1").await;
     let pool = db::connect_lazy(&database.config, schema.schema).unwrap();
 
@@ -62,7 +62,7 @@ async fn behind_schema_is_refused_until_migrated() {
 /// missing one; the older binary accepts the newer schema (rolling deploys).
 #[tokio::test]
 async fn newer_binary_refuses_older_schema() {
-    let database = FreshDatabase::create().await;
+    let database = FreshDatabase::create().await.expect("fresh database");
     let v1 = fixture("v1").await;
     let v2 = fixture("v2").await;
     db::migrate(&database.config, &v1).await.unwrap();
@@ -86,7 +86,7 @@ async fn newer_binary_refuses_older_schema() {
 /// An applied migration whose file changed afterwards is reported, not silently accepted.
 #[tokio::test]
 async fn modified_migration_is_refused() {
-    let database = FreshDatabase::create().await;
+    let database = FreshDatabase::create().await.expect("fresh database");
     let schema = fixture("v1").await;
     db::migrate(&database.config, &schema).await.unwrap();
     let pool = db::connect_lazy(&database.config, schema.schema).unwrap();

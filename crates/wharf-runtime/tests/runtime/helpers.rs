@@ -1,5 +1,5 @@
 //! Shared test scaffolding: a gated echo service whose calls the test can hold and release,
-//! a server on port 0, and throwaway databases.
+//! and a server on port 0. Throwaway databases come from `wharf-testkit`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,6 @@ use tonic::{Request, Response, Status};
 use wharf_proto::wharf::echo::v1::echo_service_client::EchoServiceClient;
 use wharf_proto::wharf::echo::v1::echo_service_server::{EchoService, EchoServiceServer};
 use wharf_proto::wharf::echo::v1::{EchoRequest, EchoResponse};
-use wharf_runtime::db::DatabaseConfig;
 use wharf_runtime::server::{ServerError, Stopped};
 use wharf_runtime::{GrpcServer, ServerConfig};
 
@@ -112,55 +111,4 @@ pub fn echo(message: &str, work: bool) -> EchoRequest {
         payload: Vec::new(),
         work_ms: u32::from(work),
     }
-}
-
-/// A database of its own for one test, dropped (best effort) by [`FreshDatabase::drop_now`].
-pub struct FreshDatabase {
-    pub config: DatabaseConfig,
-    admin_url: String,
-    name: String,
-}
-
-impl FreshDatabase {
-    pub async fn create() -> Self {
-        use sqlx::Connection;
-        let admin_url =
-            std::env::var("DATABASE_URL").unwrap_or_else(|_| DatabaseConfig::default().url);
-        let name = format!("wharf_test_{}", std::process::id()) + &format!("_{}", rand_suffix());
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .expect("PostgreSQL must be reachable at DATABASE_URL (run `wharf stack up`)");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let base = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(base, _)| base);
-        let config = DatabaseConfig {
-            url: format!("{base}/{name}"),
-            ..DatabaseConfig::default()
-        };
-        Self {
-            config,
-            admin_url,
-            name,
-        }
-    }
-
-    pub async fn drop_now(self) {
-        use sqlx::Connection;
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-            let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&mut admin)
-                .await;
-        }
-    }
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos())
 }
