@@ -207,3 +207,12 @@ impl KeySet {
 pub fn generate_key() -> SigningKey {
     SigningKey::generate(&mut rand_core::OsRng)
 }
+
+/// A new random key as PKCS#8 PEM (what `openssl genpkey -algorithm ed25519` writes).
+pub fn generate_key_pem() -> String {
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    generate_key()
+        .to_pkcs8_pem(LineEnding::LF)
+        .map(|pem| pem.to_string())
+        .unwrap_or_default()
+}

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use tonic::metadata::MetadataMap;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
@@ -26,23 +27,29 @@ impl Authenticate {
 
 impl Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let token = bearer(&request).ok_or_else(|| Status::unauthenticated(UNAUTHENTICATED))?;
-        match self.tokens.verify(token) {
-            Ok(identity) => {
-                request.extensions_mut().insert(identity);
-                Ok(request)
-            }
-            Err(TokenError::Invalid { reason }) => {
-                tracing::info!(%reason, "refused an access token");
-                Err(Status::unauthenticated(UNAUTHENTICATED))
-            }
-            Err(TokenError::NoSigningKey) => Err(Status::internal("internal error")),
-        }
+        let identity = verify_bearer(&self.tokens, request.metadata())?;
+        request.extensions_mut().insert(identity);
+        Ok(request)
     }
 }
 
-fn bearer<T>(request: &Request<T>) -> Option<&str> {
-    let value = request.metadata().get("authorization")?.to_str().ok()?;
+/// Verifies the bearer token in `metadata`; every refusal is the same `UNAUTHENTICATED`, and
+/// the reason is logged.
+pub fn verify_bearer(tokens: &Tokens, metadata: &MetadataMap) -> Result<Identity, Status> {
+    let token = bearer_token(metadata).ok_or_else(|| Status::unauthenticated(UNAUTHENTICATED))?;
+    match tokens.verify(token) {
+        Ok(identity) => Ok(identity),
+        Err(TokenError::Invalid { reason }) => {
+            tracing::info!(%reason, "refused an access token");
+            Err(Status::unauthenticated(UNAUTHENTICATED))
+        }
+        Err(TokenError::NoSigningKey) => Err(Status::internal("internal error")),
+    }
+}
+
+/// The token of an `authorization: Bearer <token>` header.
+pub fn bearer_token(metadata: &MetadataMap) -> Option<&str> {
+    let value = metadata.get("authorization")?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

@@ -11,11 +11,19 @@
 //! - [`keys`]: the keyset (signing key, published keys, rotation, JWKS).
 //! - [`access`]: issuing and verifying access tokens.
 //! - [`layer`]: the tonic interceptor that authenticates callers and exposes their identity.
+//! - [`config`]: keys from configuration or PEM files; a generated development key.
+//! - [`refresh`]: opaque refresh tokens, stored only as their SHA-256.
+//! - [`attacks`]: the attack table of hostile tokens, for every verifier's tests.
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod attacks;
+pub mod config;
 pub mod keys;
 pub mod layer;
+pub mod refresh;
 
 pub use access::{AccessClaims, Identity, TokenConfig, TokenError, Tokens};
+pub use config::{KeyConfig, KeyConfigError, TokensConfig};
 pub use keys::{KeySet, KeyState};
+pub use refresh::RefreshToken;
