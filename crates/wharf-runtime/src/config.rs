@@ -193,6 +193,20 @@ pub struct NatsConfig {
     pub connect_timeout: Duration,
 }
 
+impl NatsConfig {
+    /// A client that retries the first connection and reconnects forever, as every
+    /// long-running process needs: NATS going away is a fault to ride out, not a reason to
+    /// exit.
+    pub async fn connect(&self) -> Result<async_nats::Client, async_nats::ConnectError> {
+        async_nats::ConnectOptions::new()
+            .connection_timeout(self.connect_timeout)
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connect(&self.url)
+            .await
+    }
+}
+
 impl Default for NatsConfig {
     fn default() -> Self {
         Self {
@@ -207,12 +221,37 @@ impl Default for NatsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     pub url: String,
+    /// Prefix of every key Wharf writes; lets several deployments (or tests) share a server.
+    pub key_prefix: String,
+    /// A command without a reply within this fails (the caller answers `UNAVAILABLE`).
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:16379".to_owned(),
+            key_prefix: "wharf:".to_owned(),
+            response_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
         }
+    }
+}
+
+impl RedisConfig {
+    /// A connection that is made on first use and re-made after every failure, so a service
+    /// starts while Redis is down and recovers by itself once it is back; meanwhile every
+    /// command fails within the timeouts instead of hanging.
+    pub fn connect_lazy(&self) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
+        let client = redis::Client::open(self.url.as_str())?;
+        let manager = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(self.response_timeout))
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(self.connect_timeout);
+        redis::aio::ConnectionManager::new_lazy_with_config(client, manager)
     }
 }

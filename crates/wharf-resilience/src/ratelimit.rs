@@ -1,0 +1,175 @@
+//! GCRA (the generic cell rate algorithm) in Redis.
+//!
+//! A limit is "`burst` requests at once, refilled at one per `period / burst`". Each key holds
+//! one number: its theoretical arrival time (TAT). A request is allowed when
+//! `TAT - now <= period - interval`; allowing it moves the TAT on by one interval. A refused
+//! request learns exactly when the next one will be allowed, which the gRPC answer carries as
+//! `RetryInfo`. One Lua script does the read, the decision and the write atomically, on the
+//! server's clock (`TIME`), so instances with skewed clocks still agree and the key expires by
+//! itself once it is full again.
+//!
+//! Two uses: [`RateLimiter::acquire`] counts the request (most limits), and
+//! [`RateLimiter::check`] only asks whether one more would be allowed, for limits that count
+//! failures after the fact ([`RateLimiter::record`]), such as failed logins.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+/// One limit: `burst` requests at once, refilled evenly over `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    pub burst: u32,
+    #[serde(with = "humantime_serde")]
+    pub period: Duration,
+}
+
+impl Limit {
+    pub const fn new(burst: u32, period: Duration) -> Self {
+        Self { burst, period }
+    }
+
+    /// The time one request's allowance takes to come back.
+    pub fn interval(&self) -> Duration {
+        self.period / self.burst.max(1)
+    }
+}
+
+/// The outcome of a rate-limit call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed { remaining: u32 },
+    Limited { retry_after: Duration },
+}
+
+impl Decision {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Self::Allowed { .. })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RateLimitError {
+    #[error("the rate-limit store is unavailable: {0}")]
+    Unavailable(#[from] redis::RedisError),
+}
+
+/// GCRA in one atomic step.
+///
+/// KEYS[1] the bucket; ARGV: interval (µs), tolerance = period - interval (µs), cost (0 peeks,
+/// n counts n requests). Returns { allowed (0/1), retry_after (µs), remaining }.
+const GCRA: &str = r"
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local needed = math.max(cost, 1)
+local new_tat = tat + interval * needed
+local allow_at = new_tat - tolerance - interval
+if allow_at > now then
+  return { 0, allow_at - now, 0 }
+end
+if cost > 0 then
+  local ttl = math.ceil((new_tat - now) / 1000)
+  redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl)
+else
+  new_tat = tat
+end
+local remaining = math.floor((now + tolerance + interval - new_tat) / interval)
+return { 1, 0, remaining }
+";
+
+/// A rate limiter over one Redis, with keys under `prefix`.
+#[derive(Clone)]
+pub struct RateLimiter {
+    redis: ConnectionManager,
+    prefix: String,
+    script: redis::Script,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    /// Buckets are stored as `<prefix>rl:<bucket>`.
+    pub fn new(redis: ConnectionManager, prefix: impl Into<String>) -> Self {
+        Self {
+            redis,
+            prefix: prefix.into(),
+            script: redis::Script::new(GCRA),
+        }
+    }
+
+    /// Counts one request against `bucket` if it is allowed.
+    pub async fn acquire(&self, bucket: &str, limit: Limit) -> Result<Decision, RateLimitError> {
+        self.call(bucket, limit, 1).await
+    }
+
+    /// Whether one more request would be allowed, without counting it.
+    pub async fn check(&self, bucket: &str, limit: Limit) -> Result<Decision, RateLimitError> {
+        self.call(bucket, limit, 0).await
+    }
+
+    /// Counts one request that already happened (e.g. a failed login), which later
+    /// [`check`](Self::check)s see. A bucket that is already empty stays empty.
+    pub async fn record(&self, bucket: &str, limit: Limit) -> Result<(), RateLimitError> {
+        let _ = self.call(bucket, limit, 1).await?;
+        Ok(())
+    }
+
+    async fn call(
+        &self,
+        bucket: &str,
+        limit: Limit,
+        cost: u32,
+    ) -> Result<Decision, RateLimitError> {
+        let interval = micros(limit.interval()).max(1);
+        let tolerance = micros(limit.period).saturating_sub(interval);
+        let key = format!("{}rl:{bucket}", self.prefix);
+        let mut redis = self.redis.clone();
+        let (allowed, retry_after, remaining): (i64, i64, i64) = self
+            .script
+            .key(key)
+            .arg(interval)
+            .arg(tolerance)
+            .arg(cost)
+            .invoke_async(&mut redis)
+            .await?;
+        Ok(if allowed == 1 {
+            Decision::Allowed {
+                remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+            }
+        } else {
+            Decision::Limited {
+                retry_after: Duration::from_micros(u64::try_from(retry_after.max(1)).unwrap_or(1)),
+            }
+        })
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The gRPC answer for a refused request: `RESOURCE_EXHAUSTED` with `RetryInfo`, and a
+/// `QuotaFailure` naming which limit was hit (never the key, which may hold an address).
+pub fn limited_status(limit_name: &str, retry_after: Duration) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+    details.add_quota_failure_violation(limit_name, "too many requests; retry later");
+    tonic::Status::with_error_details(
+        tonic::Code::ResourceExhausted,
+        "too many requests; retry later",
+        details,
+    )
+}
