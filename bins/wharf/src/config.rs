@@ -1,13 +1,15 @@
-//! The configuration `wharf` reads: the platform sections plus the relay and the event
-//! namespace. Services add their sections here as they land.
+//! The configuration `wharf` reads: the platform sections, the relay, the event namespace, and
+//! each service's own section.
 
 use serde::{Deserialize, Serialize};
-use wharf_events::Namespace;
+use wharf_auth::AuthConfig;
+use wharf_events::EventsConfig;
 use wharf_outbox::RelayConfig;
 use wharf_runtime::config::{NatsConfig, RedisConfig};
 use wharf_runtime::db::DatabaseConfig;
 use wharf_runtime::server::ServerConfig;
 use wharf_runtime::telemetry::TelemetryConfig;
+use wharf_tokens::TokensConfig;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -19,32 +21,15 @@ pub struct WharfConfig {
     pub redis: RedisConfig,
     pub relay: RelayConfig,
     pub events: EventsConfig,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EventsConfig {
-    /// Prefix for every stream and subject; empty in production.
-    pub namespace: Option<String>,
-}
-
-impl EventsConfig {
-    pub fn namespace(&self) -> Namespace {
-        match self.namespace.as_deref() {
-            Some(prefix) if !prefix.is_empty() => Namespace::new(prefix),
-            _ => Namespace::root(),
-        }
-    }
+    pub tokens: TokensConfig,
+    pub auth: AuthConfig,
 }
 
 /// A NATS client that reconnects forever, as every long-running command needs.
 pub async fn nats_client(config: &NatsConfig) -> anyhow::Result<async_nats::Client> {
     use anyhow::Context;
-    async_nats::ConnectOptions::new()
-        .connection_timeout(config.connect_timeout)
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connect(&config.url)
+    config
+        .connect()
         .await
         .with_context(|| format!("failed to connect to NATS at {}", config.url))
 }

@@ -50,19 +50,25 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         loader = loader.set(&format!("server.listen={listen}"))?;
     }
-    let config: WharfConfig = loader.extract()?;
+    let mut config: WharfConfig = loader.extract()?;
     let _telemetry = wharf_runtime::telemetry::init(&config.telemetry, "wharf-dev")?;
+    if config.tokens.with_development_key() {
+        println!(
+            "wharf dev: no [tokens.keys] configured; signing with a generated development key (tokens die with this process)"
+        );
+    }
 
     migrate::migrate_all(&config.database).await?;
 
     let mut server = GrpcServer::bind(&config.server).await?;
-    services::register(&mut server);
+    let running = services::start(&config, &mut server).await?;
     print_banner(server.local_addr(), server.service_names());
 
-    match server
+    let stopped = server
         .run_until_stopped(wharf_runtime::shutdown::signal())
-        .await?
-    {
+        .await?;
+    running.stop().await?;
+    match stopped {
         Stopped::Drained => println!("wharf dev stopped cleanly"),
         Stopped::GraceElapsed => {
             println!("wharf dev stopped after the grace period; some calls were cut");

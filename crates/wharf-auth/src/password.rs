@@ -1,8 +1,8 @@
 //! Passwords: argon2id with the OWASP parameters (the crate's defaults: m = 19 MiB, t = 2,
 //! p = 1), computed off the async runtime.
 //!
-//! A hash costs tens of milliseconds of CPU, so it runs on `spawn_blocking` behind a semaphore
-//! sized to the cores, inside the caller's span. Beyond that, at most `queue_budget` calls may
+//! A hash costs tens of milliseconds of CPU, so it runs on a pool of dedicated threads, one per
+//! core, at the lowest CPU priority, inside the caller's span. Beyond that, at most `queue_budget` calls may
 //! wait; the next is refused at once with [`PasswordError::Busy`] (the service answers
 //! `RESOURCE_EXHAUSTED`), so a login flood degrades into fast refusals instead of a queue that
 //! grows until every request times out, and cheap RPCs keep their cores.
@@ -53,10 +53,16 @@ pub enum PasswordError {
     Internal(String),
 }
 
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
 /// The bounded argon2id pool.
+///
+/// Hashes run on `workers` dedicated threads at the lowest CPU priority (nice 19): they use
+/// every idle cycle, but the async runtime's threads — the cheap RPCs, the event loops — win
+/// the CPU whenever they need it, so a login flood does not raise everyone else's latency.
 #[derive(Debug, Clone)]
 pub struct Passwords {
-    running: Arc<Semaphore>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
     admitted: Arc<Semaphore>,
     capacity: usize,
     dummy_hash: Arc<str>,
@@ -71,10 +77,38 @@ impl Passwords {
             .map_err(|err| PasswordError::Internal(err.to_string()))?
             .to_string();
         let workers = workers.max(1);
+        let capacity = workers + queue_budget;
+        // Admission is bounded by the semaphore; the channel only needs room for what it admits.
+        let (jobs, receiver) = std::sync::mpsc::sync_channel::<Job>(capacity);
+        let receiver = Arc::new(std::sync::Mutex::new(receiver));
+        for index in 0..workers {
+            let receiver = Arc::clone(&receiver);
+            std::thread::Builder::new()
+                .name(format!("wharf-argon2-{index}"))
+                .spawn(move || {
+                    if let Err(err) = thread_priority::set_current_thread_priority(
+                        thread_priority::ThreadPriority::Min,
+                    ) {
+                        tracing::warn!(?err, "cannot lower the password thread's priority");
+                    }
+                    loop {
+                        let job = match receiver.lock() {
+                            Ok(receiver) => receiver.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            // Every `Passwords` handle is gone.
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|err| PasswordError::Internal(err.to_string()))?;
+        }
         Ok(Self {
-            running: Arc::new(Semaphore::new(workers)),
-            admitted: Arc::new(Semaphore::new(workers + queue_budget)),
-            capacity: workers + queue_budget,
+            jobs,
+            admitted: Arc::new(Semaphore::new(capacity)),
+            capacity,
             dummy_hash: dummy_hash.into(),
             hashes: Arc::new(AtomicU64::new(0)),
         })
@@ -133,20 +167,21 @@ impl Passwords {
         let _admitted = Arc::clone(&self.admitted)
             .try_acquire_owned()
             .map_err(|_| PasswordError::Busy)?;
-        let _running = self
-            .running
-            .acquire()
-            .await
-            .map_err(|_| PasswordError::Busy)?;
         let span = tracing::Span::current();
         let hashes = Arc::clone(&self.hashes);
-        tokio::task::spawn_blocking(move || {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
             let _entered = span.enter();
             hashes.fetch_add(1, Ordering::Relaxed);
-            work()
-        })
-        .in_current_span()
-        .await
-        .map_err(|err| PasswordError::Internal(err.to_string()))
+            let _ = done.send(work());
+        });
+        // Never blocks: the channel has room for every admitted call.
+        self.jobs
+            .try_send(job)
+            .map_err(|_| PasswordError::Internal("the password pool is gone".to_owned()))?;
+        result
+            .in_current_span()
+            .await
+            .map_err(|_| PasswordError::Internal("a password worker stopped".to_owned()))
     }
 }

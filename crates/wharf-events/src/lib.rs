@@ -26,7 +26,7 @@ use wharf_runtime::db::SchemaMigrations;
 
 pub use consumer::{Consumer, ConsumerConfig, EventContext, HandlerError};
 pub use publish::{AckedPublisher, FireAndForgetPublisher, PublishError};
-pub use topology::{Namespace, Topology};
+pub use topology::{EventsConfig, Namespace, Topology};
 
 /// The inbox table's migrations, applied into a consuming service's own schema.
 pub fn migrations(service: &'static str, schema: &'static str) -> SchemaMigrations {

@@ -418,3 +418,20 @@ fn check_consumer(
     }
     Ok(())
 }
+
+/// The `[events]` section: which namespace this deployment's streams and subjects live in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Prefix for every stream and subject; empty in production.
+    pub namespace: Option<String>,
+}
+
+impl EventsConfig {
+    pub fn namespace(&self) -> Namespace {
+        match self.namespace.as_deref() {
+            Some(prefix) if !prefix.is_empty() => Namespace::new(prefix),
+            _ => Namespace::root(),
+        }
+    }
+}
