@@ -88,6 +88,11 @@ impl BenchEnv {
         Ok(())
     }
 
+    /// The run's database, for services that build their own pools (auth).
+    pub fn database_config(&self) -> DatabaseConfig {
+        self.config.clone()
+    }
+
     pub fn tag(&self) -> &str {
         &self.tag
     }

@@ -17,6 +17,10 @@ pub const RATIO_TARGET: f64 = 0.7;
 /// Commit → consumer-commit latency bounds at the target rate.
 pub const P50_TARGET_MS: f64 = 5.0;
 pub const P99_TARGET_MS: f64 = 15.0;
+/// Login throughput ≥ this × the argon2id verify limit (all cores).
+pub const LOGIN_RATIO_TARGET: f64 = 0.85;
+/// A cheap RPC's p99 while logins saturate the CPU ≤ this × its p99 alone.
+pub const CHEAP_P99_FACTOR: f64 = 2.0;
 
 /// One target of the issue, checked.
 #[derive(Debug, Clone, Serialize)]
@@ -123,5 +127,33 @@ fn checks(results: &Results) -> Vec<Check> {
         ),
         latency_check("latency_p50", latency.p50_ms, P50_TARGET_MS),
         latency_check("latency_p99", latency.p99_ms, P99_TARGET_MS),
+        {
+            let auth = &results.auth;
+            let limit = auth.verify_limit.per_second;
+            let ratio = auth.login.per_second / limit.max(f64::MIN_POSITIVE);
+            Check {
+                name: "login_throughput",
+                value: auth.login.per_second,
+                unit: "logins/s",
+                limit: Some(limit),
+                ratio: Some(ratio),
+                target: format!("≥ {LOGIN_RATIO_TARGET:.2}"),
+                pass: ratio >= LOGIN_RATIO_TARGET,
+            }
+        },
+        {
+            let auth = &results.auth;
+            let limit = auth.cheap_unloaded.p99_ms;
+            let factor = auth.cheap_loaded.p99_ms / limit.max(f64::MIN_POSITIVE);
+            Check {
+                name: "cheap_rpc_p99_under_login_load",
+                value: auth.cheap_loaded.p99_ms,
+                unit: "ms",
+                limit: Some(limit),
+                ratio: Some(factor),
+                target: format!("≤ {CHEAP_P99_FACTOR:.1}×"),
+                pass: factor <= CHEAP_P99_FACTOR,
+            }
+        },
     ]
 }

@@ -158,4 +158,5 @@ pub struct Results {
     pub relay: RelayDrain,
     pub consumer: ConsumerDrain,
     pub latency: LatencyRun,
+    pub auth: crate::scenarios::auth::AuthRun,
 }

@@ -11,8 +11,8 @@ use sqlx::Connection;
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// A quick run measures every scenario, reports a positive figure for each, checks all four
-/// targets, writes the plot, and leaves no database or stream behind.
+/// A quick run measures every scenario, reports a positive figure for each, checks every
+/// target, writes the plot, and leaves no database or stream behind.
 #[tokio::test]
 async fn quick_run_reports_every_scenario_and_cleans_up() {
     let out = tempfile::tempdir().expect("temp dir");
@@ -62,6 +62,10 @@ async fn quick_run_reports_every_scenario_and_cleans_up() {
         "/results/latency/end_to_end/p50_ms",
         "/results/latency/end_to_end/p99_ms",
         "/results/latency/achieved_rate",
+        "/results/auth/verify_limit/per_second",
+        "/results/auth/login/per_second",
+        "/results/auth/cheap_unloaded/p99_ms",
+        "/results/auth/cheap_loaded/p99_ms",
         "/machine/nproc",
     ] {
         assert_positive(&report, pointer);
@@ -89,7 +93,9 @@ async fn quick_run_reports_every_scenario_and_cleans_up() {
             "relay_drain",
             "consumer_drain",
             "latency_p50",
-            "latency_p99"
+            "latency_p99",
+            "login_throughput",
+            "cheap_rpc_p99_under_login_load"
         ]
     );
     let svg = std::fs::read_to_string(out.path().join("bench.svg")).expect("bench.svg written");

@@ -64,6 +64,11 @@ pub fn render(report: &Report) -> String {
         format!("L3  apply tx in SQL, {} conns", results.l3.concurrency),
         format!("{} rows/s", thousands(results.l3.throughput.per_second)),
     ));
+    let auth = &results.auth;
+    rows.push(Row::info(
+        format!("A1  argon2id verify, {} threads", auth.cores),
+        format!("{:.1} verifies/s", auth.verify_limit.per_second),
+    ));
     let lat = &results.latency;
     let checks = [
         (
@@ -91,6 +96,16 @@ pub fn render(report: &Report) -> String {
             "latency_p99",
             format!("commit→consumer p99 @{}/s", lat.target_rate),
             String::new(),
+        ),
+        (
+            "login_throughput",
+            format!("login through gRPC, {} clients", auth.login_clients),
+            format!("A1 {:.1}/s", auth.verify_limit.per_second),
+        ),
+        (
+            "cheap_rpc_p99_under_login_load",
+            format!("GetJwks p99 @{}/s under login load", auth.cheap_rate),
+            format!("alone {:.2} ms", auth.cheap_unloaded.p99_ms),
         ),
     ];
     for (name, scenario, limit) in checks {
@@ -122,6 +137,16 @@ pub fn render(report: &Report) -> String {
         results.relay.batches,
         results.relay.duplicates,
         results.relay.failures
+    ));
+    out.push_str(&format!(
+        "auth: login p50 {:.1} p99 {:.1} ms, {} refused; GetJwks alone p50 {:.2} p99 {:.2} ms, under load p50 {:.2} p99 {:.2} ms\n",
+        auth.login_latency.p50_ms,
+        auth.login_latency.p99_ms,
+        auth.login_refused,
+        auth.cheap_unloaded.p50_ms,
+        auth.cheap_unloaded.p99_ms,
+        auth.cheap_loaded.p50_ms,
+        auth.cheap_loaded.p99_ms
     ));
     out.push_str(&format!(
         "overall: {}\n",

@@ -9,8 +9,10 @@
 //! - [`relay`]: the relay draining a backlog.
 //! - [`consume`]: the consumer draining a stream.
 //! - [`latency`]: commit → consumer-commit at a fixed rate, open loop.
+//! - [`auth`]: login throughput against the argon2id limit, a cheap RPC's p99 under login load.
 
 pub mod apply;
+pub mod auth;
 pub mod consume;
 pub mod latency;
 pub mod publish;
@@ -28,12 +30,14 @@ pub async fn run_all(env: &BenchEnv, params: &Params) -> anyhow::Result<Results>
     let relay = relay::run(env, params).await?;
     let consumer = consume::run(env, params).await?;
     let latency = latency::run(env, params).await?;
+    let auth = auth::run(env, params).await?;
     Ok(Results {
         l1,
         l3,
         relay,
         consumer,
         latency,
+        auth,
     })
 }
 

@@ -1,0 +1,355 @@
+//! The auth service under load, against this machine's argon2id limit (ARCHITECTURE §9).
+//!
+//! - A1, the limit: argon2id verifies per second with one plain thread per core and nothing
+//!   else running.
+//! - Login throughput: the real service (gRPC, PostgreSQL lookup, the bounded password pool,
+//!   the pending session in Redis, the ACKED `logged_in` publish, the promotion) driven by
+//!   enough concurrent clients to keep every core hashing. Target ≥ 0.85 × A1.
+//! - A cheap RPC (`GetJwks`, no I/O) at a fixed rate, open loop, latency from the intended send
+//!   time: once alone, once while logins saturate the CPU. Target: loaded p99 ≤ 2 × unloaded.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use wharf_auth::{App, AuthConfig, AuthLimits, Deps};
+use wharf_proto::wharf::auth::v1::auth_service_client::AuthServiceClient;
+use wharf_proto::wharf::auth::v1::{GetJwksRequest, LoginRequest, RegisterRequest};
+use wharf_resilience::Limit;
+use wharf_runtime::GrpcServer;
+use wharf_runtime::config::RedisConfig;
+use wharf_runtime::server::ServerConfig;
+use wharf_tokens::TokensConfig;
+
+use super::progress;
+use crate::cli::Params;
+use crate::env::BenchEnv;
+use crate::results::{Percentiles, Throughput, micros_histogram};
+
+const PASSWORD: &str = "bench password, long enough";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthRun {
+    pub cores: usize,
+    /// A1: argon2id verifies per second, one thread per core.
+    pub verify_limit: Throughput,
+    /// Successful logins per second through the service.
+    pub login: Throughput,
+    pub login_clients: usize,
+    /// Logins refused while the pool was full (RESOURCE_EXHAUSTED); should be 0 here.
+    pub login_refused: u64,
+    pub login_latency: Percentiles,
+    /// `GetJwks` calls per second in the two cheap-RPC runs.
+    pub cheap_rate: u32,
+    pub cheap_unloaded: Percentiles,
+    pub cheap_loaded: Percentiles,
+}
+
+pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let seconds = if params.quick { 2.0 } else { 8.0 };
+    let window = Duration::from_secs_f64(seconds);
+
+    progress("A1: argon2id verifies on every core");
+    let verify_limit = tokio::task::spawn_blocking(move || verify_limit(cores, window))
+        .await
+        .context("the A1 threads panicked")??;
+
+    let service = Service::start(env, cores).await?;
+    let login_clients = cores * 3;
+    let users = service.users(login_clients).await?;
+
+    let cheap_rate = 200;
+    progress("cheap RPC alone");
+    let cheap_unloaded = service.cheap_calls(cheap_rate, window).await?;
+
+    progress("logins saturating the CPU, with the cheap RPC alongside");
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = service.login_load(users, Arc::clone(&stop));
+    let warm = Duration::from_secs(1);
+    let measured = async {
+        tokio::time::sleep(warm).await;
+        let started = Instant::now();
+        let before = service.logins.load(Ordering::Relaxed);
+        let cheap = service.cheap_calls(cheap_rate, window).await;
+        let logins = service.logins.load(Ordering::Relaxed) - before;
+        stop.store(true, Ordering::Relaxed);
+        (cheap, Throughput::new(logins, started.elapsed()))
+    };
+    let ((cheap_loaded, login), load) = tokio::join!(measured, load);
+    let (latency, refused) = load?;
+    service.stop().await;
+
+    Ok(AuthRun {
+        cores,
+        verify_limit,
+        login,
+        login_clients,
+        login_refused: refused,
+        login_latency: latency,
+        cheap_rate,
+        cheap_unloaded,
+        cheap_loaded: cheap_loaded?,
+    })
+}
+
+/// Verifies per second with `cores` plain threads for `window`.
+fn verify_limit(cores: usize, window: Duration) -> anyhow::Result<Throughput> {
+    let hash = Argon2::default()
+        .hash_password(PASSWORD.as_bytes())
+        .map_err(|err| anyhow::anyhow!("argon2: {err}"))?
+        .to_string();
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..cores {
+            let done = Arc::clone(&done);
+            let hash = hash.clone();
+            scope.spawn(move || {
+                let parsed = argon2::PasswordHash::new(&hash).expect("a valid hash");
+                while start.elapsed() < window {
+                    let ok = Argon2::default()
+                        .verify_password(PASSWORD.as_bytes(), &parsed)
+                        .is_ok();
+                    assert!(ok, "the bench password verifies");
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    Ok(Throughput::new(
+        done.load(Ordering::Relaxed),
+        start.elapsed(),
+    ))
+}
+
+struct Service {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    logins: Arc<AtomicU64>,
+    pool: sqlx::PgPool,
+    redis: RedisConfig,
+}
+
+impl Service {
+    async fn start(env: &BenchEnv, cores: usize) -> anyhow::Result<Self> {
+        let database = env.database_config();
+        for schema in wharf_auth::schemas() {
+            wharf_runtime::db::migrate(&database, &schema)
+                .await
+                .context("failed to migrate the auth schema")?;
+        }
+        let topology = env.topology("auth").await?;
+        let redis = RedisConfig {
+            url: std::env::var("REDIS_URL").unwrap_or_else(|_| RedisConfig::default().url),
+            key_prefix: format!("{}:", env.tag()),
+            ..RedisConfig::default()
+        };
+        let mut tokens = TokensConfig::default();
+        tokens.with_development_key();
+        let unlimited = Limit::new(1_000_000, Duration::from_secs(1));
+        let config = AuthConfig {
+            // Room for every client: this run measures throughput, not refusals.
+            password_workers: cores,
+            password_queue: cores * 4,
+            relay: false,
+            limits: AuthLimits {
+                login_per_address: unlimited,
+                login_failures_per_account_address: unlimited,
+                login_failures_per_account: unlimited,
+                register_per_address: unlimited,
+                refresh_per_address: unlimited,
+            },
+            ..AuthConfig::default()
+        };
+        let app = App::build(
+            Deps {
+                database,
+                nats: env.client.clone(),
+                redis: redis.clone(),
+                namespace: topology.namespace.clone(),
+                relay: wharf_outbox::RelayConfig::default(),
+            },
+            config,
+            &tokens,
+        )
+        .await
+        .context("failed to start the auth service")?;
+        let pool = app.pool().clone();
+        let mut server = GrpcServer::bind(&ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..ServerConfig::default()
+        })
+        .await?;
+        server.add_service(app.server());
+        let addr = server.local_addr();
+        let stop = CancellationToken::new();
+        let serving = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let _ = server.run_until_stopped(stop.cancelled_owned()).await;
+            })
+        };
+        let background = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                if let Err(err) = app.run_until_stopped(stop).await {
+                    tracing::error!(error = %err, "auth background work failed");
+                }
+            })
+        };
+        Ok(Self {
+            addr,
+            stop,
+            tasks: vec![serving, background],
+            logins: Arc::new(AtomicU64::new(0)),
+            pool,
+            redis,
+        })
+    }
+
+    async fn client(&self) -> anyhow::Result<AuthServiceClient<Channel>> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))?
+            .connect()
+            .await?;
+        Ok(AuthServiceClient::new(channel))
+    }
+
+    /// `count` ACTIVE users (registered through the RPC; the saga's reply is stood in for by
+    /// an UPDATE, since no social service runs here). Untimed.
+    async fn users(&self, count: usize) -> anyhow::Result<Vec<String>> {
+        let mut client = self.client().await?;
+        let mut emails = Vec::with_capacity(count);
+        for index in 0..count {
+            let email = format!("bench{index}@example.com");
+            client
+                .register(RegisterRequest {
+                    email: email.clone(),
+                    password: PASSWORD.to_owned(),
+                    handle: format!("bench_{index}"),
+                    ..RegisterRequest::default()
+                })
+                .await
+                .context("failed to register a bench user")?;
+            emails.push(email);
+        }
+        sqlx::query("UPDATE users SET status = 'ACTIVE' WHERE status = 'PENDING'")
+            .execute(&self.pool)
+            .await?;
+        Ok(emails)
+    }
+
+    /// One client per user, logging in back to back until `stop`.
+    async fn login_load(
+        &self,
+        users: Vec<String>,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<(Percentiles, u64)> {
+        let refused = Arc::new(AtomicU64::new(0));
+        let mut workers = Vec::new();
+        for email in users {
+            let mut client = self.client().await?;
+            let (stop, logins, refused) = (
+                Arc::clone(&stop),
+                Arc::clone(&self.logins),
+                Arc::clone(&refused),
+            );
+            workers.push(tokio::spawn(async move {
+                let mut histogram = micros_histogram();
+                while !stop.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let request = LoginRequest {
+                        email: email.clone(),
+                        password: PASSWORD.to_owned(),
+                    };
+                    match client.login(request).await {
+                        Ok(_) => {
+                            logins.fetch_add(1, Ordering::Relaxed);
+                            let micros =
+                                u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                            let _ = histogram.record(micros.max(1));
+                        }
+                        Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(status) => return Err(anyhow::anyhow!("login failed: {status}")),
+                    }
+                }
+                Ok(histogram)
+            }));
+        }
+        let mut all = micros_histogram();
+        for worker in workers {
+            let histogram = worker.await.context("a login client panicked")??;
+            all.add(&histogram).context("histogram bounds")?;
+        }
+        Ok((
+            Percentiles::from_micros(&all),
+            refused.load(Ordering::Relaxed),
+        ))
+    }
+
+    /// `GetJwks` at `rate` per second for `window`, open loop: each call is due at its slot,
+    /// and its latency counts from the slot, so a stalled server cannot hide its queue.
+    async fn cheap_calls(&self, rate: u32, window: Duration) -> anyhow::Result<Percentiles> {
+        let client = self.client().await?;
+        let interval = Duration::from_secs(1) / rate.max(1);
+        let calls = u64::from(rate) * window.as_secs().max(1);
+        let start = tokio::time::Instant::now() + Duration::from_millis(10);
+        let mut pending = Vec::new();
+        for index in 0..calls {
+            let due = start + interval * u32::try_from(index).unwrap_or(u32::MAX);
+            tokio::time::sleep_until(due).await;
+            let mut client = client.clone();
+            pending.push(tokio::spawn(async move {
+                client
+                    .get_jwks(GetJwksRequest {})
+                    .await
+                    .map(|_| due.elapsed())
+            }));
+        }
+        let mut histogram = micros_histogram();
+        for call in pending {
+            let elapsed = call.await.context("a cheap call panicked")??;
+            let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+            histogram
+                .record(micros.max(1))
+                .context("histogram bounds")?;
+        }
+        Ok(Percentiles::from_micros(&histogram))
+    }
+
+    /// Stops the service and deletes the sessions and limits the run wrote to Redis.
+    async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Err(err) = delete_keys(&self.redis).await {
+            eprintln!(
+                "wharf-bench: could not delete Redis keys {}*: {err}",
+                self.redis.key_prefix
+            );
+        }
+    }
+}
+
+async fn delete_keys(config: &RedisConfig) -> anyhow::Result<()> {
+    let mut redis = config.connect_lazy()?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", config.key_prefix))
+        .query_async(&mut redis)
+        .await?;
+    for chunk in keys.chunks(500) {
+        let _: i64 = redis::cmd("DEL").arg(chunk).query_async(&mut redis).await?;
+    }
+    Ok(())
+}
