@@ -127,7 +127,11 @@ impl App {
             tokens: Arc::new(tokens),
             sessions: Sessions::new(redis.clone(), prefix.clone()),
             limiter: RateLimiter::new(redis, prefix),
-            passwords: Passwords::new(workers, config.password_queue)?,
+            passwords: Passwords::with_priority(
+                workers,
+                config.password_queue,
+                config.password_priority,
+            )?,
             publisher: AckedPublisher::new(js.clone(), deps.namespace.clone()),
             config,
         });

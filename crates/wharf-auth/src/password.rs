@@ -2,7 +2,7 @@
 //! p = 1), computed off the async runtime.
 //!
 //! A hash costs tens of milliseconds of CPU, so it runs on a pool of dedicated threads, one per
-//! core, at the lowest CPU priority, inside the caller's span. Beyond that, at most `queue_budget` calls may
+//! core, in the idle scheduling class, inside the caller's span. Beyond that, at most `queue_budget` calls may
 //! wait; the next is refused at once with [`PasswordError::Busy`] (the service answers
 //! `RESOURCE_EXHAUSTED`), so a login flood degrades into fast refusals instead of a queue that
 //! grows until every request times out, and cheap RPCs keep their cores.
@@ -55,11 +55,52 @@ pub enum PasswordError {
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
+/// The CPU priority of the hashing threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashPriority {
+    /// `SCHED_IDLE`: hashes run only when no other thread wants the CPU, and any thread that
+    /// wakes up preempts them at once. Cheap RPCs keep their latency under a login flood, but
+    /// any other busy process on the host (even a niced one) starves logins.
+    #[default]
+    Idle,
+    /// nice 19: a small share of the CPU against busy normal threads, never starved.
+    Low,
+    /// The same as every other thread.
+    Normal,
+}
+
+impl HashPriority {
+    fn apply(self) {
+        use thread_priority::unix::{
+            NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+            thread_native_id,
+        };
+        use thread_priority::{ThreadPriority, set_current_thread_priority};
+        let idle = || {
+            set_thread_priority_and_policy(
+                thread_native_id(),
+                ThreadPriority::Min,
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+            )
+        };
+        let result = match self {
+            Self::Normal => Ok(()),
+            Self::Low => set_current_thread_priority(ThreadPriority::Min),
+            // Where the idle class is refused, the lowest normal priority is the next best.
+            Self::Idle => idle().or_else(|_| set_current_thread_priority(ThreadPriority::Min)),
+        };
+        if let Err(err) = result {
+            tracing::warn!(?err, priority = ?self, "cannot set the password threads' CPU priority");
+        }
+    }
+}
+
 /// The bounded argon2id pool.
 ///
-/// Hashes run on `workers` dedicated threads at the lowest CPU priority (nice 19): they use
-/// every idle cycle, but the async runtime's threads — the cheap RPCs, the event loops — win
-/// the CPU whenever they need it, so a login flood does not raise everyone else's latency.
+/// Hashes run on `workers` dedicated threads in the idle scheduling class: they use every idle
+/// cycle, but the async runtime's threads — the cheap RPCs, the event loops — take the CPU the
+/// moment they need it, so a login flood does not raise everyone else's latency.
 #[derive(Debug, Clone)]
 pub struct Passwords {
     jobs: std::sync::mpsc::SyncSender<Job>,
@@ -70,8 +111,16 @@ pub struct Passwords {
 }
 
 impl Passwords {
-    /// `workers` hashes at once (the cores), plus `queue_budget` waiting.
+    /// `workers` hashes at once (the cores), plus `queue_budget` waiting, in the idle class.
     pub fn new(workers: usize, queue_budget: usize) -> Result<Self, PasswordError> {
+        Self::with_priority(workers, queue_budget, HashPriority::Idle)
+    }
+
+    pub fn with_priority(
+        workers: usize,
+        queue_budget: usize,
+        priority: HashPriority,
+    ) -> Result<Self, PasswordError> {
         let dummy_hash = Argon2::default()
             .hash_password(b"wharf dummy password for unknown accounts")
             .map_err(|err| PasswordError::Internal(err.to_string()))?
@@ -86,11 +135,7 @@ impl Passwords {
             std::thread::Builder::new()
                 .name(format!("wharf-argon2-{index}"))
                 .spawn(move || {
-                    if let Err(err) = thread_priority::set_current_thread_priority(
-                        thread_priority::ThreadPriority::Min,
-                    ) {
-                        tracing::warn!(?err, "cannot lower the password thread's priority");
-                    }
+                    priority.apply();
                     loop {
                         let job = match receiver.lock() {
                             Ok(receiver) => receiver.recv(),

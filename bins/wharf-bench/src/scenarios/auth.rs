@@ -34,6 +34,9 @@ use crate::env::BenchEnv;
 use crate::results::{Percentiles, Throughput, micros_histogram};
 
 const PASSWORD: &str = "bench password, long enough";
+/// Enough logins in flight that a hash is always waiting while others are in Redis or
+/// awaiting their JetStream ack: the pool never idles for want of work.
+const LOGIN_CLIENTS_PER_CORE: usize = 8;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AuthRun {
@@ -63,7 +66,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
         .context("the A1 threads panicked")??;
 
     let service = Service::start(env, cores).await?;
-    let login_clients = cores * 3;
+    let login_clients = LOGIN_CLIENTS_PER_CORE * cores;
     let users = service.users(login_clients).await?;
 
     let cheap_rate = 200;
@@ -159,7 +162,7 @@ impl Service {
         let config = AuthConfig {
             // Room for every client: this run measures throughput, not refusals.
             password_workers: cores,
-            password_queue: cores * 4,
+            password_queue: LOGIN_CLIENTS_PER_CORE * cores,
             relay: false,
             limits: AuthLimits {
                 login_per_address: unlimited,
