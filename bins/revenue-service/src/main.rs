@@ -1,0 +1,111 @@
+//! `revenue-service`: config → telemetry → `App::build` → serve → drain.
+//!
+//! ```text
+//! revenue-service --config revenue.toml --set server.listen=0.0.0.0:50063
+//! ```
+//! Needs `wharf migrate` to have run, and the issuer's public key in `[tokens.keys]` (revenue
+//! only verifies tokens), e.g. `--set 'tokens.keys=[{kid=2026-11,public_key=<JWK x>}]'`.
+//!
+//! Safe to kill at any instant (SIGKILL included): the ledger entry, its inbox row and its
+//! `revenue.fee.recorded` commit together, an unacknowledged trade event is redelivered and
+//! absorbed by the inbox, and an unpublished outbox row is published by the next run.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use wharf_events::EventsConfig;
+use wharf_outbox::RelayConfig;
+use wharf_revenue::{App, Deps, RevenueConfig};
+use wharf_runtime::GrpcServer;
+use wharf_runtime::config::NatsConfig;
+use wharf_runtime::db::DatabaseConfig;
+use wharf_runtime::server::{ServerConfig, Stopped};
+use wharf_runtime::telemetry::TelemetryConfig;
+use wharf_tokens::TokensConfig;
+
+#[derive(Debug, Parser)]
+#[command(name = "revenue-service", version, about = "The Wharf revenue service")]
+struct Cli {
+    /// TOML config file (defaults → file → WHARF_<SECTION>__<KEY> env → --set).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Overrides one key, e.g. --set revenue.consumer_concurrency=8 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Config {
+    server: ServerConfig,
+    telemetry: TelemetryConfig,
+    database: DatabaseConfig,
+    nats: NatsConfig,
+    relay: RelayConfig,
+    events: EventsConfig,
+    tokens: TokensConfig,
+    revenue: RevenueConfig,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config: Config = wharf_runtime::config::load(cli.config.as_deref(), &cli.overrides)?;
+    let _telemetry = wharf_runtime::telemetry::init(&config.telemetry, "revenue-service")?;
+
+    let nats = config
+        .nats
+        .connect()
+        .await
+        .with_context(|| format!("failed to connect to NATS at {}", config.nats.url))?;
+    let app = App::build(
+        Deps {
+            database: config.database.clone(),
+            nats,
+            namespace: config.events.namespace(),
+            relay: config.relay.clone(),
+        },
+        config.revenue.clone(),
+        &config.tokens,
+    )
+    .await?;
+
+    let mut server = GrpcServer::bind(&config.server).await?;
+    server.add_service(app.server());
+    println!("revenue-service listening on {}", server.local_addr());
+
+    // The relay and the ledger consumer. If they stop on their own (a contradicting
+    // consumer on the server, say), the process shuts down and exits with their error rather
+    // than serve reports over a ledger that no longer moves.
+    let stop = CancellationToken::new();
+    let failed = CancellationToken::new();
+    let background = tokio::spawn({
+        let stop = stop.clone();
+        let failed = failed.clone();
+        async move {
+            let result = app.run_until_stopped(stop).await;
+            failed.cancel();
+            result
+        }
+    });
+    let shutdown = async {
+        tokio::select! {
+            () = wharf_runtime::shutdown::signal() => {}
+            () = failed.cancelled() => {}
+        }
+    };
+    let stopped = server.run_until_stopped(shutdown).await?;
+    stop.cancel();
+    background
+        .await
+        .context("the revenue background tasks panicked")??;
+    match stopped {
+        Stopped::Drained => println!("revenue-service stopped cleanly"),
+        Stopped::GraceElapsed => println!("revenue-service stopped after the grace period"),
+    }
+    Ok(())
+}
