@@ -10,6 +10,7 @@ use wharf_runtime::db::DatabaseConfig;
 use wharf_runtime::server::ServerConfig;
 use wharf_runtime::telemetry::TelemetryConfig;
 use wharf_tokens::TokensConfig;
+use wharf_trading::TradingConfig;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -23,6 +24,7 @@ pub struct WharfConfig {
     pub events: EventsConfig,
     pub tokens: TokensConfig,
     pub auth: AuthConfig,
+    pub trading: TradingConfig,
 }
 
 /// A NATS client that reconnects forever, as every long-running command needs.

@@ -61,7 +61,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     migrate::migrate_all(&config.database).await?;
 
     let mut server = GrpcServer::bind(&config.server).await?;
-    let running = services::start(&config, &mut server).await?;
+    let running = services::start(&config, &mut server, &services::Service::ALL).await?;
     print_banner(server.local_addr(), server.service_names());
 
     let stopped = server

@@ -5,13 +5,17 @@
 //! - `wharf migrate`: applies every service's migrations (the Kubernetes Job step).
 //! - `wharf relay`: the outbox relay as a process of its own.
 //! - `wharf dlq list|show|replay|discard`: the dead-letter stream.
+//! - `wharf serve SERVICE...`: chosen services in one process, as their own binaries run them.
+//! - `wharf reconcile`: checks the declared invariants, repairs what it can, reports the rest.
 #![forbid(unsafe_code)]
 
 mod config;
 mod dev;
 mod dlq;
 mod migrate;
+mod reconcile;
 mod relay;
+mod serve;
 mod services;
 mod stack;
 
@@ -56,6 +60,10 @@ enum Command {
     Relay(relay::RelayArgs),
     /// Operates the dead-letter stream.
     Dlq(dlq::DlqArgs),
+    /// Runs the named services in one process (no stack, no migrations).
+    Serve(serve::ServeArgs),
+    /// Checks every invariant once, repairs what it can, reports the rest (exit 3).
+    Reconcile(reconcile::ReconcileArgs),
 }
 
 #[tokio::main]
@@ -67,5 +75,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate { config } => migrate::run(&config).await,
         Command::Relay(args) => relay::run(args).await,
         Command::Dlq(args) => dlq::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::Reconcile(args) => reconcile::run(args).await,
     }
 }

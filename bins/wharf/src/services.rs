@@ -1,4 +1,4 @@
-//! The registry of services `wharf dev` and `wharf migrate` know about.
+//! The registry of services `wharf dev`, `wharf serve` and `wharf migrate` know about.
 //!
 //! Each service crate contributes its schema migrations and its `App`; this is the one place
 //! to touch when a service is added.
@@ -11,9 +11,22 @@ use wharf_runtime::db::SchemaMigrations;
 
 use crate::config::{WharfConfig, nats_client};
 
+/// A service `wharf` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Service {
+    Auth,
+    Trading,
+}
+
+impl Service {
+    pub const ALL: [Self; 2] = [Self::Auth, Self::Trading];
+}
+
 /// Every service's schema and migrations, in the order `wharf migrate` applies them.
 pub fn schemas() -> Vec<SchemaMigrations> {
-    wharf_auth::schemas()
+    let mut schemas = wharf_auth::schemas();
+    schemas.extend(wharf_trading::schemas());
+    schemas
 }
 
 /// The background work of the services started by [`start`] (relays, consumers).
@@ -34,30 +47,52 @@ impl Running {
     }
 }
 
-/// Builds every implemented service, registers its gRPC services on `server`, and starts its
-/// background work.
-pub async fn start(config: &WharfConfig, server: &mut GrpcServer) -> anyhow::Result<Running> {
+/// Builds `services`, registers their gRPC services on `server` (with the echo diagnostics
+/// service), and starts their background work.
+pub async fn start(
+    config: &WharfConfig,
+    server: &mut GrpcServer,
+    services: &[Service],
+) -> anyhow::Result<Running> {
     server.add_service(wharf_runtime::echo::Echo::server());
-
     let nats = nats_client(&config.nats).await?;
-    let auth = wharf_auth::App::build(
-        wharf_auth::Deps {
-            database: config.database.clone(),
-            nats,
-            redis: config.redis.clone(),
-            namespace: config.events.namespace(),
-            relay: config.relay.clone(),
-        },
-        config.auth.clone(),
-        &config.tokens,
-    )
-    .await
-    .context("failed to start the auth service")?;
-    server.add_service(auth.server());
-
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let token = stop.clone();
-    tasks.spawn(async move { Ok(auth.run_until_stopped(token).await?) });
+
+    if services.contains(&Service::Auth) {
+        let auth = wharf_auth::App::build(
+            wharf_auth::Deps {
+                database: config.database.clone(),
+                nats: nats.clone(),
+                redis: config.redis.clone(),
+                namespace: config.events.namespace(),
+                relay: config.relay.clone(),
+            },
+            config.auth.clone(),
+            &config.tokens,
+        )
+        .await
+        .context("failed to start the auth service")?;
+        server.add_service(auth.server());
+        let token = stop.clone();
+        tasks.spawn(async move { Ok(auth.run_until_stopped(token).await?) });
+    }
+    if services.contains(&Service::Trading) {
+        let trading = wharf_trading::App::build(
+            wharf_trading::Deps {
+                database: config.database.clone(),
+                nats: nats.clone(),
+                namespace: config.events.namespace(),
+                relay: config.relay.clone(),
+            },
+            config.trading.clone(),
+            &config.tokens,
+        )
+        .await
+        .context("failed to start the trading service")?;
+        server.add_service(trading.server());
+        let token = stop.clone();
+        tasks.spawn(async move { Ok(trading.run_until_stopped(token).await?) });
+    }
     Ok(Running { stop, tasks })
 }
