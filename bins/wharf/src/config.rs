@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use wharf_auth::AuthConfig;
 use wharf_events::EventsConfig;
 use wharf_outbox::RelayConfig;
+use wharf_revenue::RevenueConfig;
 use wharf_runtime::config::{NatsConfig, RedisConfig};
 use wharf_runtime::db::DatabaseConfig;
 use wharf_runtime::server::ServerConfig;
@@ -25,6 +26,7 @@ pub struct WharfConfig {
     pub tokens: TokensConfig,
     pub auth: AuthConfig,
     pub trading: TradingConfig,
+    pub revenue: RevenueConfig,
 }
 
 /// A NATS client that reconnects forever, as every long-running command needs.

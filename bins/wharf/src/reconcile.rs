@@ -121,9 +121,13 @@ async fn ledger_against_trades(pool: &PgPool) -> anyhow::Result<Vec<Finding>> {
     )
     .fetch_all(pool)
     .await?;
+    // Totals over trades executed more than a minute ago, on both sides (the ledger keeps
+    // each trade's execution time), so trades still in flight never show as a difference.
     let (trades_total, ledger_total): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT COALESCE(SUM(fee_minor), 0)::bigint FROM trading.trades), \
-                (SELECT COALESCE(SUM(fee_minor), 0)::bigint FROM revenue.ledger_entries)",
+        "SELECT (SELECT COALESCE(SUM(fee_minor), 0)::bigint FROM trading.trades \
+                 WHERE executed_at < now() - interval '1 minute'), \
+                (SELECT COALESCE(SUM(fee_minor), 0)::bigint FROM revenue.ledger_entries \
+                 WHERE trade_executed_at < now() - interval '1 minute')",
     )
     .fetch_one(pool)
     .await?;

@@ -16,16 +16,18 @@ use crate::config::{WharfConfig, nats_client};
 pub enum Service {
     Auth,
     Trading,
+    Revenue,
 }
 
 impl Service {
-    pub const ALL: [Self; 2] = [Self::Auth, Self::Trading];
+    pub const ALL: [Self; 3] = [Self::Auth, Self::Trading, Self::Revenue];
 }
 
 /// Every service's schema and migrations, in the order `wharf migrate` applies them.
 pub fn schemas() -> Vec<SchemaMigrations> {
     let mut schemas = wharf_auth::schemas();
     schemas.extend(wharf_trading::schemas());
+    schemas.extend(wharf_revenue::schemas());
     schemas
 }
 
@@ -93,6 +95,23 @@ pub async fn start(
         server.add_service(trading.server());
         let token = stop.clone();
         tasks.spawn(async move { Ok(trading.run_until_stopped(token).await?) });
+    }
+    if services.contains(&Service::Revenue) {
+        let revenue = wharf_revenue::App::build(
+            wharf_revenue::Deps {
+                database: config.database.clone(),
+                nats: nats.clone(),
+                namespace: config.events.namespace(),
+                relay: config.relay.clone(),
+            },
+            config.revenue.clone(),
+            &config.tokens,
+        )
+        .await
+        .context("failed to start the revenue service")?;
+        server.add_service(revenue.server());
+        let token = stop.clone();
+        tasks.spawn(async move { Ok(revenue.run_until_stopped(token).await?) });
     }
     Ok(Running { stop, tasks })
 }

@@ -3,5 +3,7 @@
 mod dev;
 mod dlq;
 mod helpers;
+mod platform;
 mod relay;
 mod stack;
+mod trading;
