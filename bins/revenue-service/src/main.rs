@@ -21,7 +21,7 @@ use wharf_events::EventsConfig;
 use wharf_outbox::RelayConfig;
 use wharf_revenue::{App, Deps, RevenueConfig};
 use wharf_runtime::GrpcServer;
-use wharf_runtime::config::NatsConfig;
+use wharf_runtime::config::{NatsConfig, RedisConfig};
 use wharf_runtime::db::DatabaseConfig;
 use wharf_runtime::server::{ServerConfig, Stopped};
 use wharf_runtime::telemetry::TelemetryConfig;
@@ -45,6 +45,9 @@ struct Config {
     telemetry: TelemetryConfig,
     database: DatabaseConfig,
     nats: NatsConfig,
+    /// Unused (revenue keeps nothing in Redis), but accepted: one config file, or the local
+    /// stack's `WHARF_REDIS__URL`, serves every service.
+    redis: RedisConfig,
     relay: RelayConfig,
     events: EventsConfig,
     tokens: TokensConfig,

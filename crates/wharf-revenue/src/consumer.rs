@@ -182,11 +182,12 @@ impl Handler<TradeExecuted> for RecordFee {
         let wanted = self.entry_of(&event).map_err(HandlerError::Permanent)?;
         let entry = match ledger::record(tx, &wanted).await {
             Ok(Recorded::New(entry)) => {
-                tracing::info!(
+                // Debug: this is the hot path, and the entry commits only with the inbox row.
+                tracing::debug!(
                     trade_id = %entry.trade_id,
                     ledger_entry_id = %entry.id,
                     fee_minor = entry.fee_minor,
-                    "fee recorded"
+                    "ledger entry written"
                 );
                 entry
             }
