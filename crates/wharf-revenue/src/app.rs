@@ -39,9 +39,12 @@ pub fn schemas() -> Vec<SchemaMigrations> {
 /// What the platform gives the service. Revenue keeps nothing in Redis.
 #[derive(Debug, Clone)]
 pub struct Deps {
+    /// The cluster holding the `revenue` schema (migrated beforehand by `wharf migrate`).
     pub database: DatabaseConfig,
     pub nats: async_nats::Client,
+    /// Prefix of every stream, subject and durable consumer name (empty in production).
     pub namespace: Namespace,
+    /// Settings of the relay run for the `revenue` schema when `revenue.relay` is on.
     pub relay: RelayConfig,
 }
 
@@ -66,8 +69,6 @@ pub enum AppError {
 pub struct App {
     handlers: RevenueHandlers,
     pool: PgPool,
-    js: jetstream::Context,
-    topology: Topology,
     relay: Option<Relay>,
     ledger: Consumer<TradeExecuted, RecordFee>,
 }
@@ -101,7 +102,7 @@ impl App {
             )
         });
         let ledger = Consumer::new(
-            js.clone(),
+            js,
             pool.clone(),
             &topology,
             ConsumerConfig {
@@ -116,8 +117,6 @@ impl App {
         Ok(Self {
             handlers,
             pool,
-            js,
-            topology,
             relay,
             ledger,
         })
@@ -134,14 +133,6 @@ impl App {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    pub fn jetstream(&self) -> &jetstream::Context {
-        &self.js
-    }
-
-    pub fn topology(&self) -> &Topology {
-        &self.topology
     }
 
     /// The ledger consumer's counters (applied, duplicates, dead letters, …).

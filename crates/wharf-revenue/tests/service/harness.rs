@@ -58,8 +58,13 @@ impl Harness {
     }
 
     pub async fn start_with(config: RevenueConfig) -> Self {
-        let nats = TestNats::start().await.expect("nats");
         let db = FreshDatabase::create().await.expect("database");
+        Self::start_on(config, db).await
+    }
+
+    /// A service on the database `db` (e.g. on a PostgreSQL the test kills).
+    pub async fn start_on(config: RevenueConfig, db: FreshDatabase) -> Self {
+        let nats = TestNats::start().await.expect("nats");
         for schema in wharf_revenue::schemas() {
             wharf_runtime::db::migrate(&db.config, &schema)
                 .await

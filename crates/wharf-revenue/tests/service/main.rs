@@ -3,6 +3,7 @@
 //! real server.
 
 mod access;
+mod faults;
 mod harness;
 mod ledger;
 mod reports;
