@@ -11,6 +11,7 @@ use sqlx::types::chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::ledger::Cursor;
+use crate::service::{MAX_SECONDS, MIN_SECONDS};
 
 const VERSION: u8 = 1;
 const LEN: usize = 1 + 8 + 16;
@@ -31,6 +32,10 @@ pub fn decode(token: &str) -> Option<Cursor> {
         return None;
     }
     let micros = i64::from_be_bytes(bytes[1..9].try_into().ok()?);
+    // A forged time PostgreSQL cannot hold would fail the query, not the request.
+    if !(MIN_SECONDS..=MAX_SECONDS).contains(&micros.div_euclid(1_000_000)) {
+        return None;
+    }
     let id = Uuid::from_slice(&bytes[9..]).ok()?;
     let recorded_at = DateTime::<Utc>::from_timestamp_micros(micros)?;
     Some(Cursor { recorded_at, id })
@@ -54,5 +59,10 @@ mod tests {
         let mut other_version = URL_SAFE_NO_PAD.decode(&token).unwrap();
         other_version[0] = 2;
         assert_eq!(decode(&URL_SAFE_NO_PAD.encode(other_version)), None);
+        for micros in [i64::MIN, (MAX_SECONDS + 1) * 1_000_000] {
+            let mut far = URL_SAFE_NO_PAD.decode(&token).unwrap();
+            far[1..9].copy_from_slice(&micros.to_be_bytes());
+            assert_eq!(decode(&URL_SAFE_NO_PAD.encode(far)), None, "{micros}");
+        }
     }
 }

@@ -116,9 +116,10 @@ fn timestamp(at: DateTime<Utc>) -> Timestamp {
     }
 }
 
-/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the range of `google.protobuf.Timestamp`.
-const MIN_SECONDS: i64 = -62_135_596_800;
-const MAX_SECONDS: i64 = 253_402_300_799;
+/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the range of `google.protobuf.Timestamp`
+/// (well inside PostgreSQL's), for request times and page tokens alike.
+pub(crate) const MIN_SECONDS: i64 = -62_135_596_800;
+pub(crate) const MAX_SECONDS: i64 = 253_402_300_799;
 
 /// A request timestamp the ledger can compare with, or what is wrong with it.
 fn instant(at: Timestamp) -> Result<DateTime<Utc>, String> {
