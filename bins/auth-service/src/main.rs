@@ -76,10 +76,15 @@ async fn main() -> anyhow::Result<()> {
     println!("auth-service listening on {}", server.local_addr());
 
     let stop = CancellationToken::new();
-    let background = tokio::spawn(app.run_until_stopped(stop.clone()));
-    let stopped = server
-        .run_until_stopped(wharf_runtime::shutdown::signal())
-        .await?;
+    let mut background = tokio::spawn(app.run_until_stopped(stop.clone()));
+    // The background work (relay, consumers) ending by itself is a failure: stop and say why.
+    let stopped = tokio::select! {
+        stopped = server.run_until_stopped(wharf_runtime::shutdown::signal()) => stopped?,
+        ended = &mut background => {
+            ended.context("the background tasks panicked")??;
+            anyhow::bail!("the background tasks stopped by themselves");
+        }
+    };
     stop.cancel();
     background
         .await

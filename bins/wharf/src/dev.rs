@@ -61,12 +61,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     migrate::migrate_all(&config.database).await?;
 
     let mut server = GrpcServer::bind(&config.server).await?;
-    let running = services::start(&config, &mut server, &services::Service::ALL).await?;
+    let mut running = services::start(&config, &mut server, &services::Service::ALL).await?;
     print_banner(server.local_addr(), server.service_names());
 
-    let stopped = server
-        .run_until_stopped(wharf_runtime::shutdown::signal())
-        .await?;
+    let stopped = tokio::select! {
+        stopped = server.run_until_stopped(wharf_runtime::shutdown::signal()) => stopped?,
+        failure = running.failure() => return Err(failure.context("a service failed; wharf dev stops")),
+    };
     running.stop().await?;
     match stopped {
         Stopped::Drained => println!("wharf dev stopped cleanly"),

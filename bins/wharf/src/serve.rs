@@ -34,11 +34,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config: WharfConfig = loader.extract()?;
     let _telemetry = wharf_runtime::telemetry::init(&config.telemetry, "wharf-serve")?;
     let mut server = GrpcServer::bind(&config.server).await?;
-    let running = services::start(&config, &mut server, &args.services).await?;
+    let mut running = services::start(&config, &mut server, &args.services).await?;
     println!("wharf serve listening on {}", server.local_addr());
-    let stopped = server
-        .run_until_stopped(wharf_runtime::shutdown::signal())
-        .await?;
+    let stopped = tokio::select! {
+        stopped = server.run_until_stopped(wharf_runtime::shutdown::signal()) => stopped?,
+        failure = running.failure() => return Err(failure.context("a service failed; wharf serve stops")),
+    };
     running.stop().await?;
     match stopped {
         Stopped::Drained => println!("wharf serve stopped cleanly"),

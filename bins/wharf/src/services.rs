@@ -39,6 +39,18 @@ pub struct Running {
 }
 
 impl Running {
+    /// Resolves when some service's background work (relay, consumers) stops on its own,
+    /// which is always a failure (e.g. a consumer whose live config contradicts the declared
+    /// one): the process should stop and say why, not serve on half-alive.
+    pub async fn failure(&mut self) -> anyhow::Error {
+        match self.tasks.join_next().await {
+            Some(Ok(Err(err))) => err,
+            Some(Ok(Ok(()))) => anyhow::anyhow!("a service's background work stopped by itself"),
+            Some(Err(join)) => anyhow::anyhow!("a service task panicked: {join}"),
+            None => std::future::pending().await,
+        }
+    }
+
     /// Stops the background work and waits for in-flight events to finish.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.stop.cancel();

@@ -191,13 +191,16 @@ impl App {
             }
         };
         // Boxed: the consumers' and the relay's futures are large, and this one is spawned.
-        let (created, failed, ()) = tokio::join!(
-            Box::pin(created.run(shutdown.clone())),
-            Box::pin(failed.run(shutdown.clone())),
-            Box::pin(relay)
-        );
-        created?;
-        failed?;
+        // A consumer that cannot run (its live config contradicts the declared one) ends the
+        // whole service at once instead of surfacing only at shutdown.
+        tokio::try_join!(
+            Box::pin(async { Ok::<(), AppError>(created.run(shutdown.clone()).await?) }),
+            Box::pin(async { Ok::<(), AppError>(failed.run(shutdown.clone()).await?) }),
+            Box::pin(async {
+                relay.await;
+                Ok(())
+            })
+        )?;
         Ok(())
     }
 }

@@ -148,9 +148,15 @@ impl App {
             }
         };
         // Boxed: the consumer's and the relay's futures are large, and this one is spawned.
-        let (ledger, ()) =
-            tokio::join!(Box::pin(self.ledger.run(shutdown.clone())), Box::pin(relay));
-        ledger?;
+        // A consumer that cannot run (its live config contradicts the declared one) ends the
+        // whole service at once instead of surfacing only at shutdown.
+        tokio::try_join!(
+            Box::pin(async { Ok::<(), AppError>(self.ledger.run(shutdown.clone()).await?) }),
+            Box::pin(async {
+                relay.await;
+                Ok(())
+            })
+        )?;
         Ok(())
     }
 }

@@ -74,14 +74,19 @@ fn describe(err: &figment::Error) -> String {
 #[derive(Debug, Clone)]
 pub struct ConfigLoader {
     figment: Figment,
+    /// The top-level sections `T` has (lowercase), for filtering the environment.
+    sections: Vec<String>,
 }
 
 impl ConfigLoader {
     /// Starts from the defaults of `T`.
     pub fn defaults<T: Serialize + Default>() -> Self {
-        Self {
-            figment: Figment::from(Serialized::defaults(T::default())),
-        }
+        let figment = Figment::from(Serialized::defaults(T::default()));
+        let sections = figment
+            .extract::<figment::value::Dict>()
+            .map(|dict| dict.into_keys().map(|key| key.to_lowercase()).collect())
+            .unwrap_or_default();
+        Self { figment, sections }
     }
 
     /// Merges a TOML file. `None` falls back to `WHARF_CONFIG`, and to no file at all.
@@ -97,11 +102,21 @@ impl ConfigLoader {
         Ok(self)
     }
 
-    /// Merges `WHARF_<SECTION>__<KEY>` environment variables.
+    /// Merges `WHARF_<SECTION>__<KEY>` environment variables of the sections this process
+    /// has. One environment serves many processes (`wharf stack env` exports NATS, Redis and
+    /// PostgreSQL for all of them), so a section another process uses is not an error here;
+    /// an unknown key inside a known section still is.
     pub fn env(mut self) -> Self {
+        let sections = self.sections.clone();
         self.figment = self.figment.merge(
             Env::prefixed(ENV_PREFIX)
-                .filter(|key| key.as_str().contains("__"))
+                .filter(move |key| {
+                    key.as_str().split_once("__").is_some_and(|(section, _)| {
+                        sections
+                            .iter()
+                            .any(|known| known.eq_ignore_ascii_case(section))
+                    })
+                })
                 .split("__"),
         );
         self

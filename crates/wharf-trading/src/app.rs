@@ -134,12 +134,19 @@ impl App {
         };
         let reconcile =
             periodic_reconcile(self.pool.clone(), self.config.clone(), shutdown.clone());
-        let (settled, (), ()) = tokio::join!(
-            Box::pin(settle.run(shutdown.clone())),
-            Box::pin(relay),
-            Box::pin(reconcile)
-        );
-        settled?;
+        // A consumer that cannot run (its live config contradicts the declared one) ends the
+        // whole service at once instead of surfacing only at shutdown.
+        tokio::try_join!(
+            Box::pin(async { Ok::<(), AppError>(settle.run(shutdown.clone()).await?) }),
+            Box::pin(async {
+                relay.await;
+                Ok(())
+            }),
+            Box::pin(async {
+                reconcile.await;
+                Ok(())
+            })
+        )?;
         Ok(())
     }
 }

@@ -41,6 +41,7 @@ struct Stuck {
     price_minor: i64,
     notional_minor: i64,
     fee_minor: i64,
+    executed_at: sqlx::types::chrono::DateTime<sqlx::types::chrono::Utc>,
 }
 
 /// Runs every trading invariant once; repairs what it can and logs everything it found.
@@ -77,7 +78,7 @@ async fn redrive_unsettled(
     let seconds = settle_after.as_secs_f64();
     let stuck: Vec<Stuck> = sqlx::query_as(
         "SELECT o.id AS order_id, o.account_id, a.user_id, a.currency, t.id AS trade_id, \
-                t.instrument, t.side, t.quantity, t.price_minor, t.notional_minor, t.fee_minor \
+                t.instrument, t.side, t.quantity, t.price_minor, t.notional_minor, t.fee_minor, t.executed_at \
          FROM orders o JOIN trades t ON t.order_id = o.id JOIN accounts a ON a.id = o.account_id \
          WHERE o.state = 'FILLED' AND o.updated_at < now() - make_interval(secs => $1) \
            AND NOT EXISTS (SELECT 1 FROM reconciliation_log l \
@@ -100,7 +101,8 @@ async fn redrive_unsettled(
             &mut tx,
             TradeExecuted {
                 event_id: event_id.to_string(),
-                occurred_at: None,
+                // The trade's own time, so revenue dates a re-driven trade correctly.
+                occurred_at: Some(crate::store::timestamp(order.executed_at)),
                 account_id: order.account_id.to_string(),
                 order_id: order.order_id.to_string(),
                 trade_id: order.trade_id.to_string(),

@@ -290,19 +290,27 @@ impl TradingHandlers {
 // Orders.
 
 /// A validated market order.
-struct OrderRequest<'a> {
-    key: &'a str,
-    instrument: &'a str,
-    side: Side,
-    side_name: &'static str,
-    quantity: i64,
+#[derive(Debug, Clone, Copy)]
+pub struct OrderRequest<'a> {
+    pub key: &'a str,
+    pub instrument: &'a str,
+    pub side: Side,
+    pub side_name: &'static str,
+    pub quantity: i64,
 }
 
 impl TradingHandlers {
     /// The whole order in one transaction: lock the account, check funds or position, write
     /// the order (NEW → FILLED), the trade, the balance and position changes, their audit rows
     /// and the `trading.trade.executed` outbox row. Any refusal writes nothing.
-    async fn place(&self, identity: &Identity, order: &OrderRequest<'_>) -> Result<Order, Status> {
+    ///
+    /// `PlaceOrder` calls it after authentication and validation; the benchmark calls it
+    /// directly, as the same transaction without gRPC.
+    pub async fn place(
+        &self,
+        identity: &Identity,
+        order: &OrderRequest<'_>,
+    ) -> Result<Order, Status> {
         let config = &self.inner.config;
         let print = fingerprint(&[
             order.instrument,

@@ -121,3 +121,30 @@ fn config_file_from_env_and_non_config_vars_ignored() {
         Ok(())
     });
 }
+
+/// One environment serves every process: a section this process does not have (another
+/// service's) is skipped, while an unknown key inside one of its sections is still refused.
+#[test]
+fn env_sections_of_other_processes_are_skipped_unknown_keys_are_not() {
+    #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct NoRedis {
+        nats: wharf_runtime::config::NatsConfig,
+    }
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("WHARF_REDIS__URL", "redis://127.0.0.1:1");
+        jail.set_env("WHARF_NATS__URL", "nats://127.0.0.1:2");
+        let config: NoRedis = ConfigLoader::defaults::<NoRedis>().env().extract().unwrap();
+        assert_eq!(config.nats.url, "nats://127.0.0.1:2");
+
+        jail.set_env("WHARF_NATS__URLL", "typo");
+        let err = ConfigLoader::defaults::<NoRedis>()
+            .env()
+            .extract::<NoRedis>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("urll"), "{err}");
+        Ok(())
+    });
+}
