@@ -107,6 +107,11 @@ impl App {
         })
     }
 
+    /// The handlers, for callers that skip gRPC (the benchmark's direct transaction).
+    pub fn handlers(&self) -> &TradingHandlers {
+        &self.handlers
+    }
+
     pub fn server(&self) -> TradingServiceServer<TradingHandlers> {
         self.handlers.clone().server()
     }
