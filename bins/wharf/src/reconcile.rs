@@ -6,8 +6,9 @@
 //! | `order-settles`: no order stays FILLED past `--settle-after` | its trade event is re-emitted (re-drive) |
 //! | `audit-matches-balances`: cash and positions equal the sum of their audit rows | reported |
 //! | `ledger-matches-fees`: every trade has one ledger entry with its fee, and nothing else is in the ledger | reported, with the differing trades |
+//! | `registration-settles`: no user stays PENDING | retried (registration re-emitted), then compensated (REJECTED) past `auth.saga.give_up_after` |
 //!
-//! Every finding is recorded in `trading.reconciliation_log`.
+//! Every finding is recorded in the owning schema's `reconciliation_log`.
 
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ pub struct ReconcileArgs {
 
 #[derive(Debug, Serialize)]
 struct Report {
-    invariants: [&'static str; 3],
+    invariants: [&'static str; 4],
     findings: Vec<Finding>,
     repaired: usize,
     reported: usize,
@@ -52,6 +53,7 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<()> {
             wharf_trading::reconcile::ORDER_SETTLES,
             wharf_trading::reconcile::AUDIT_MATCHES_BALANCES,
             LEDGER_MATCHES_FEES,
+            wharf_auth::reconcile::REGISTRATION_SETTLES,
         ],
         repaired: findings.iter().filter(|f| f.action == "repaired").count(),
         reported: findings.iter().filter(|f| f.action == "reported").count(),
@@ -93,6 +95,16 @@ pub async fn reconcile(
     }
     findings.extend(ledger);
     trading.close().await;
+
+    let auth = wharf_runtime::db::connect_lazy(&config.database, wharf_auth::SCHEMA)?;
+    let registrations = wharf_auth::reconcile::run(&auth, config.auth.saga).await?;
+    findings.extend(registrations.into_iter().map(|finding| Finding {
+        invariant: finding.invariant,
+        subject: finding.subject,
+        action: finding.action,
+        detail: finding.detail,
+    }));
+    auth.close().await;
     Ok(findings)
 }
 

@@ -82,6 +82,7 @@ pub struct App {
     js: jetstream::Context,
     topology: Topology,
     relay: Option<Relay>,
+    saga: crate::reconcile::SagaDeadlines,
 }
 
 impl App {
@@ -122,6 +123,7 @@ impl App {
                 deps.relay.clone(),
             )
         });
+        let saga = config.saga;
         let handlers = AuthHandlers::new(Parts {
             pool: pool.clone(),
             tokens: Arc::new(tokens),
@@ -141,6 +143,7 @@ impl App {
             js,
             topology,
             relay,
+            saga,
         })
     }
 
@@ -190,6 +193,7 @@ impl App {
                 relay.run(shutdown.clone()).await;
             }
         };
+        let reconcile = periodic_reconcile(self.pool.clone(), self.saga, shutdown.clone());
         // Boxed: the consumers' and the relay's futures are large, and this one is spawned.
         // A consumer that cannot run (its live config contradicts the declared one) ends the
         // whole service at once instead of surfacing only at shutdown.
@@ -199,8 +203,34 @@ impl App {
             Box::pin(async {
                 relay.await;
                 Ok(())
+            }),
+            Box::pin(async {
+                reconcile.await;
+                Ok(())
             })
         )?;
         Ok(())
+    }
+}
+
+async fn periodic_reconcile(
+    pool: PgPool,
+    deadlines: crate::reconcile::SagaDeadlines,
+    shutdown: CancellationToken,
+) {
+    if deadlines.interval.is_zero() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(deadlines.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Err(err) = crate::reconcile::run(&pool, deadlines).await {
+            tracing::warn!(error = %err, "registration reconciliation failed; retrying next interval");
+        }
     }
 }

@@ -31,6 +31,8 @@ pub struct AuthConfig {
     /// Run the outbox relay for the auth schema inside the service.
     pub relay: bool,
     pub limits: AuthLimits,
+    /// Registrations stuck PENDING: when to retry and when to compensate.
+    pub saga: crate::reconcile::SagaDeadlines,
 }
 
 impl Default for AuthConfig {
@@ -45,6 +47,7 @@ impl Default for AuthConfig {
             trust_forwarded_for: false,
             relay: true,
             limits: AuthLimits::default(),
+            saga: crate::reconcile::SagaDeadlines::default(),
         }
     }
 }
@@ -94,6 +97,8 @@ pub enum AuthConfigError {
     SessionTooShort,
     #[error("auth.limits.{0}: burst and period must be positive")]
     BadLimit(&'static str),
+    #[error("auth.saga.give_up_after must exceed auth.saga.retry_after")]
+    SagaDeadlines,
 }
 
 impl AuthConfig {
@@ -106,6 +111,9 @@ impl AuthConfig {
         }
         if self.session_ttl < Duration::from_secs(60) {
             return Err(AuthConfigError::SessionTooShort);
+        }
+        if self.saga.give_up_after <= self.saga.retry_after {
+            return Err(AuthConfigError::SagaDeadlines);
         }
         let limits = &self.limits;
         for (name, limit) in [

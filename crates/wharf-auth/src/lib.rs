@@ -17,6 +17,7 @@
 //! - [`sessions`]: sessions and refresh-token families in Redis.
 //! - [`users`]: the `auth` schema.
 //! - [`saga`]: the registration saga's reply handlers.
+//! - [`reconcile`]: no registration stays PENDING (retry, then compensate).
 //! - [`password`]: argon2id on a bounded blocking pool, the password policy.
 //! - [`config`]: the `[auth]` section.
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@
 pub mod app;
 pub mod config;
 pub mod password;
+pub mod reconcile;
 pub mod saga;
 pub mod service;
 pub mod sessions;

@@ -268,3 +268,61 @@ fn valid() -> RegisterRequest {
         display_name: "Valid".to_owned(),
     }
 }
+
+/// A registration nobody answers is retried (its event emitted again under a new id) and,
+/// past the deadline, compensated: REJECTED, the email free again. Never stuck PENDING.
+#[tokio::test]
+async fn reconciliation_retries_then_compensates_a_stuck_registration() {
+    use wharf_auth::reconcile::{self, SagaDeadlines};
+
+    let h = Harness::start().await;
+    let email = email();
+    let user_id = h.register(&email).await;
+    let retry = SagaDeadlines {
+        interval: Duration::ZERO,
+        retry_after: Duration::ZERO,
+        give_up_after: Duration::from_secs(3600),
+    };
+    let findings = reconcile::run(&h.pool, retry).await.unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].subject, user_id);
+    assert!(
+        findings[0].detail.contains("re-emitted"),
+        "{:?}",
+        findings[0]
+    );
+
+    // Both registration events reach the stream (the second under its own event id).
+    let stream = h.js.get_stream("AUTH").await.unwrap();
+    wait_until(Duration::from_secs(20), "two registration events", || {
+        let mut stream = stream.clone();
+        async move {
+            stream
+                .info()
+                .await
+                .is_ok_and(|info| info.state.messages == 2)
+        }
+    })
+    .await
+    .unwrap();
+
+    let give_up = SagaDeadlines {
+        give_up_after: Duration::ZERO,
+        ..retry
+    };
+    let findings = reconcile::run(&h.pool, give_up).await.unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(
+        findings[0].detail.contains("compensated"),
+        "{:?}",
+        findings[0]
+    );
+    h.wait_status(&user_id, UserStatus::Rejected).await;
+    let again = h.register(&email).await;
+    assert_ne!(again, user_id, "the email is free again");
+    let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM reconciliation_log")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(logged, 2, "both actions are on record");
+}
