@@ -5,5 +5,6 @@
 mod achievements;
 mod feed;
 mod harness;
+mod isolation;
 mod rpc;
 mod saga;
