@@ -25,7 +25,10 @@ async fn notifications_never_block_or_fail_when_nats_is_down() {
         });
     }
     let took = start.elapsed();
-    assert!(took < Duration::from_secs(2), "10,000 notifications took {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "10,000 notifications took {took:?}"
+    );
     let stats = notifier.stats();
     assert_eq!(stats.queued() + stats.dropped(), 10_000);
     assert!(stats.dropped() > 0, "the queue holds 16, NATS takes none");
