@@ -10,11 +10,18 @@
 //! 4. commit, then acknowledge with a double ack (the server confirms it recorded the ack).
 //!
 //! A crash between 3 and 4 redelivers the event after `ack_wait`, and step 2 absorbs it.
+//!
+//! When several messages are already waiting, up to `max_batch` of them share one transaction
+//! (one commit instead of one each): their inbox rows go in with one statement, and each
+//! handler runs behind its own savepoint, so a failing event is rolled back (its inbox row
+//! too) and retried on its own while the others commit. A handler's database error, or a
+//! failed commit, sends the whole batch back through the one-event path.
 //! A handler failure is NAK'd with exponential backoff; after `max_deliver` failed deliveries the
 //! message goes to `DLQ` with its subject, headers, payload, the error and the delivery count,
 //! and is terminated. Failures of the runtime's own database work (the database is down) are
 //! retried without limit: an outage must not dead-letter healthy events.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -23,7 +30,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use futures::StreamExt;
+use futures::future::join_all;
+use futures::{FutureExt, StreamExt};
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -51,6 +59,9 @@ pub struct ConsumerConfig {
     pub concurrency: usize,
     /// Messages requested per pull.
     pub batch: usize,
+    /// Most events applied in one transaction, when several are waiting at once (each keeps
+    /// its own inbox row and savepoint). 1 gives every event its own transaction.
+    pub max_batch: usize,
 }
 
 impl ConsumerConfig {
@@ -63,6 +74,7 @@ impl ConsumerConfig {
             backoff_max: Duration::from_secs(30),
             concurrency: 1,
             batch: 256,
+            max_batch: 16,
         }
     }
 
@@ -117,6 +129,7 @@ pub struct ConsumerStats {
     redeliveries: AtomicU64,
     retries: AtomicU64,
     dead_lettered: AtomicU64,
+    transactions: AtomicU64,
 }
 
 impl ConsumerStats {
@@ -138,6 +151,10 @@ impl ConsumerStats {
     }
     pub fn dead_lettered(&self) -> u64 {
         self.dead_lettered.load(Ordering::Relaxed)
+    }
+    /// Apply transactions committed; `applied() / transactions()` is the mean batch.
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
     }
 }
 
@@ -203,6 +220,7 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
     /// here. Events of a key then apply in the order they were published.
     pub fn ordered(mut self) -> Self {
         self.config.concurrency = 1;
+        self.config.max_batch = 1;
         self.spec.max_ack_pending = 1;
         self
     }
@@ -256,10 +274,16 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
                     continue;
                 }
             };
+            // A message (or the end of the stream, or an error) read while gathering a batch,
+            // handled on the next turn.
+            let mut lookahead = None;
             loop {
-                let next = tokio::select! {
-                    next = messages.next() => next,
-                    () = shutdown.cancelled() => break,
+                let next = match lookahead.take() {
+                    Some(next) => next,
+                    None => tokio::select! {
+                        next = messages.next() => next,
+                        () = shutdown.cancelled() => break,
+                    },
                 };
                 match next {
                     Some(Ok(message)) => {
@@ -268,11 +292,24 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
                             .acquire_owned()
                             .await
                             .expect("semaphore open");
+                        // Whatever else has arrived by now (typically while every slot was
+                        // busy) shares the transaction; nothing is waited for.
+                        let mut batch = vec![message];
+                        while batch.len() < worker.config.max_batch {
+                            match messages.next().now_or_never() {
+                                None => break,
+                                Some(Some(Ok(message))) => batch.push(message),
+                                Some(other) => {
+                                    lookahead = Some(other);
+                                    break;
+                                }
+                            }
+                        }
                         let worker = Arc::clone(&worker);
                         if worker.config.concurrency <= 1 {
-                            worker.process(message, permit).await;
+                            worker.process(batch, permit).await;
                         } else {
-                            tasks.spawn(async move { worker.process(message, permit).await });
+                            tasks.spawn(async move { worker.process(batch, permit).await });
                         }
                     }
                     Some(Err(err)) => {
@@ -308,17 +345,74 @@ struct Worker<E, H> {
 }
 
 /// What to do with a message after processing.
+#[derive(Debug, Clone)]
 enum Outcome {
     Ack,
     Retry(Duration),
     DeadLetter(String),
 }
 
+/// A received message, with what its processing is traced and acknowledged under.
+struct Received {
+    message: jetstream::Message,
+    span: tracing::Span,
+    delivered: u32,
+    stream_sequence: u64,
+}
+
+/// An event ready to be applied.
+struct Decoded<E> {
+    ctx: EventContext,
+    event_id: uuid::Uuid,
+    event: E,
+}
+
+/// Why a batch did not commit.
+enum BatchError {
+    /// The database could not start it: every event is retried later, as one event would be.
+    Unavailable(sqlx::Error),
+    /// Something went wrong that one event may have caused (a handler's database error, a
+    /// failed commit): the batch is rolled back and its events are applied one by one.
+    Abandoned(String),
+}
+
+/// The savepoint each handler of a batch runs behind.
+const SAVEPOINT: &str = "SAVEPOINT wharf_event";
+const NEXT_SAVEPOINT: &str = "RELEASE SAVEPOINT wharf_event; SAVEPOINT wharf_event";
+const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT wharf_event";
+
+const INBOX_INSERT: &str =
+    "INSERT INTO inbox (consumer, event_id, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+/// The inbox rows of a batch in one statement; returns the event ids that were new.
+const INBOX_INSERT_MANY: &str = "INSERT INTO inbox (consumer, event_id, subject) \
+     SELECT $1, event_id, subject FROM unnest($2::uuid[], $3::text[]) AS batch (event_id, subject) \
+     ON CONFLICT DO NOTHING RETURNING event_id";
+const INBOX_DELETE: &str = "DELETE FROM inbox WHERE consumer = $1 AND event_id = $2";
+
 impl<E: Event, H: Handler<E>> Worker<E, H> {
-    /// Applies one message, then acknowledges it. `slot` bounds the database work only: it is
-    /// released before the ack, so a slow ack never idles a database slot (the server's
-    /// `max_ack_pending` still bounds what is unacknowledged).
-    async fn process(&self, message: jetstream::Message, slot: OwnedSemaphorePermit) {
+    /// Applies a batch of messages (one transaction when several can be applied), then
+    /// acknowledges each. `slot` bounds the database work only: it is released before the
+    /// acks, so a slow ack never idles a database slot (the server's `max_ack_pending` still
+    /// bounds what is unacknowledged).
+    async fn process(&self, messages: Vec<jetstream::Message>, slot: OwnedSemaphorePermit) {
+        let (received, decoded): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .map(|message| self.receive(message))
+            .unzip();
+        let outcomes = self.apply_all(&received, decoded).await;
+        drop(slot);
+        join_all(
+            received
+                .into_iter()
+                .zip(outcomes)
+                .map(|(received, outcome)| self.settle(received, outcome)),
+        )
+        .await;
+    }
+
+    /// Reads a message's delivery info and decodes its event; a message that can never be
+    /// applied gets its outcome at once.
+    fn receive(&self, message: jetstream::Message) -> (Received, Result<Decoded<E>, Outcome>) {
         let (delivered, stream_sequence) = match message.info() {
             Ok(info) => (
                 u32::try_from(info.delivered).unwrap_or(u32::MAX),
@@ -335,22 +429,269 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
             .strip(message.subject.as_str())
             .to_owned();
         let span = tracing::info_span!("consume", consumer = %self.config.name, %subject, delivered, stream_sequence);
-        let outcome = match envelope::decode::<E>(message.headers.as_ref(), &message.payload) {
-            Err(err) => Outcome::DeadLetter(format!("undecodable: {err}")),
+        let decoded = match envelope::decode::<E>(message.headers.as_ref(), &message.payload) {
+            Err(err) => Err(Outcome::DeadLetter(format!("undecodable: {err}"))),
             Ok((envelope, event)) => {
                 if let Some(traceparent) = &envelope.traceparent {
                     wharf_runtime::telemetry::set_parent_traceparent(&span, traceparent);
                 }
-                let ctx = EventContext {
-                    envelope,
-                    subject,
-                    delivered,
-                    stream_sequence,
-                };
-                self.apply(ctx, event).instrument(span.clone()).await
+                match uuid::Uuid::parse_str(&envelope.event_id) {
+                    Ok(event_id) => Ok(Decoded {
+                        ctx: EventContext {
+                            envelope,
+                            subject,
+                            delivered,
+                            stream_sequence,
+                        },
+                        event_id,
+                        event,
+                    }),
+                    Err(_) => Err(Outcome::DeadLetter(format!(
+                        "event id {:?} is not a UUID",
+                        envelope.event_id
+                    ))),
+                }
             }
         };
-        drop(slot);
+        let received = Received {
+            message,
+            span,
+            delivered,
+            stream_sequence,
+        };
+        (received, decoded)
+    }
+
+    /// The outcome of every message, in order: the applicable events in one transaction when
+    /// there are several, otherwise (or for those a batch could not settle) one by one.
+    async fn apply_all(
+        &self,
+        received: &[Received],
+        decoded: Vec<Result<Decoded<E>, Outcome>>,
+    ) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = decoded
+            .iter()
+            .map(|decoded| decoded.as_ref().err().cloned())
+            .collect();
+        let ready: Vec<(usize, Decoded<E>)> = decoded
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, decoded)| decoded.ok().map(|decoded| (index, decoded)))
+            .collect();
+
+        let mut unavailable = None;
+        if ready.len() > 1 {
+            let span = tracing::info_span!("consume_batch", consumer = %self.config.name, events = ready.len());
+            let mut settled = vec![None; ready.len()];
+            let batch = self
+                .apply_batch(received, &ready, &mut settled)
+                .instrument(span)
+                .await;
+            for ((index, _), outcome) in ready.iter().zip(settled) {
+                outcomes[*index] = outcome;
+            }
+            match batch {
+                Ok(()) => {}
+                Err(BatchError::Unavailable(err)) => unavailable = Some(err),
+                Err(BatchError::Abandoned(reason)) => {
+                    tracing::debug!(consumer = %self.config.name, %reason, "batch rolled back; applying its events one by one");
+                }
+            }
+        }
+
+        for (index, decoded) in ready {
+            if outcomes[index].is_some() {
+                continue;
+            }
+            let span = received[index].span.clone();
+            let ctx = decoded.ctx;
+            let outcome = match &unavailable {
+                // The database just failed: the others would only wait for it in turn.
+                Some(err) => span.in_scope(|| self.infrastructure(&ctx, err)),
+                None => match self
+                    .apply_one(&ctx, decoded.event_id, decoded.event)
+                    .instrument(span.clone())
+                    .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(err) => {
+                        let outcome = span.in_scope(|| self.infrastructure(&ctx, &err));
+                        unavailable = Some(err);
+                        outcome
+                    }
+                },
+            };
+            outcomes[index] = Some(outcome);
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.expect("every message has an outcome"))
+            .collect()
+    }
+
+    /// One event in its own transaction. `Err` is the database failing (not the handler).
+    async fn apply_one(
+        &self,
+        ctx: &EventContext,
+        event_id: uuid::Uuid,
+        event: E,
+    ) -> Result<Outcome, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(INBOX_INSERT)
+            .bind(&self.config.name)
+            .bind(event_id)
+            .bind(&ctx.subject)
+            .execute(&mut *tx)
+            .await?;
+        if inserted.rows_affected() == 0 {
+            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(event_id = %event_id, "already applied; acknowledging");
+            return Ok(Outcome::Ack);
+        }
+        if let Err(err) = self.handler.handle(ctx, event, &mut tx).await {
+            return Ok(self.failed(ctx, err));
+        }
+        tx.commit().await?;
+        self.stats.transactions.fetch_add(1, Ordering::Relaxed);
+        self.stats.applied.fetch_add(1, Ordering::Relaxed);
+        if let Some(hook) = &self.after_commit {
+            hook(ctx).await;
+        }
+        Ok(Outcome::Ack)
+    }
+
+    /// Several events in one transaction. One statement inserts their inbox rows, then each
+    /// new event's handler runs; every handler after the first runs behind a savepoint. A
+    /// handler that fails is rolled back alone (to its savepoint, its inbox row removed; or,
+    /// if it ran first, by starting the transaction over without it), so the others still
+    /// commit, and its outcome is what it would have been alone.
+    ///
+    /// Fills in `settled` (aligned with `ready`) for every event whose outcome is decided;
+    /// on an error, the events left unsettled have not been applied.
+    async fn apply_batch(
+        &self,
+        received: &[Received],
+        ready: &[(usize, Decoded<E>)],
+        settled: &mut [Option<Outcome>],
+    ) -> Result<(), BatchError> {
+        let abandoned = |err: sqlx::Error| BatchError::Abandoned(err.to_string());
+        let mut from = 0;
+        'attempt: while from < ready.len() {
+            let pending = &ready[from..];
+            let mut tx = self.pool.begin().await.map_err(BatchError::Unavailable)?;
+            let ids: Vec<uuid::Uuid> = pending
+                .iter()
+                .map(|(_, decoded)| decoded.event_id)
+                .collect();
+            let subjects: Vec<&str> = pending
+                .iter()
+                .map(|(_, decoded)| decoded.ctx.subject.as_str())
+                .collect();
+            let inserted: Vec<uuid::Uuid> = sqlx::query_scalar(INBOX_INSERT_MANY)
+                .bind(&self.config.name)
+                .bind(&ids)
+                .bind(&subjects)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(BatchError::Unavailable)?;
+            // An id absent here was applied before; an id twice in the batch is applied once.
+            let mut new: HashSet<uuid::Uuid> = inserted.into_iter().collect();
+
+            let mut applied = Vec::with_capacity(pending.len());
+            let mut handled = false;
+            let mut savepoint = false;
+            for (offset, (index, decoded)) in pending.iter().enumerate() {
+                let position = from + offset;
+                let span = &received[*index].span;
+                let ctx = &decoded.ctx;
+                if !new.remove(&decoded.event_id) {
+                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    span.in_scope(|| tracing::debug!(event_id = %decoded.event_id, "already applied; acknowledging"));
+                    settled[position] = Some(Outcome::Ack);
+                    continue;
+                }
+                if handled {
+                    let mark = if savepoint { NEXT_SAVEPOINT } else { SAVEPOINT };
+                    sqlx::raw_sql(mark)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(abandoned)?;
+                    savepoint = true;
+                }
+                let result = self
+                    .handler
+                    .handle(ctx, decoded.event.clone(), &mut tx)
+                    .instrument(span.clone())
+                    .await;
+                match result {
+                    Ok(()) => applied.push(position),
+                    // Maybe the event's doing, maybe the batch's (a deadlock between two
+                    // batches): the one-event path decides.
+                    Err(HandlerError::Database(err)) => return Err(abandoned(err)),
+                    Err(err) if !handled => {
+                        // Nothing else ran in this transaction: drop it, and go on without
+                        // this event.
+                        drop(tx);
+                        settled[position] = Some(span.in_scope(|| self.failed(ctx, err)));
+                        from = position + 1;
+                        continue 'attempt;
+                    }
+                    Err(err) => {
+                        sqlx::raw_sql(ROLLBACK_TO_SAVEPOINT)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(abandoned)?;
+                        sqlx::query(INBOX_DELETE)
+                            .bind(&self.config.name)
+                            .bind(decoded.event_id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(abandoned)?;
+                        settled[position] = Some(span.in_scope(|| self.failed(ctx, err)));
+                    }
+                }
+                handled = true;
+            }
+            tx.commit().await.map_err(abandoned)?;
+
+            self.stats.transactions.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .applied
+                .fetch_add(applied.len() as u64, Ordering::Relaxed);
+            for position in applied {
+                let (index, decoded) = &ready[position];
+                if let Some(hook) = &self.after_commit {
+                    hook(&decoded.ctx)
+                        .instrument(received[*index].span.clone())
+                        .await;
+                }
+                settled[position] = Some(Outcome::Ack);
+            }
+            break;
+        }
+        Ok(())
+    }
+
+    /// What a handler's failure means for its event.
+    fn failed(&self, ctx: &EventContext, err: HandlerError) -> Outcome {
+        match err {
+            HandlerError::Permanent(reason) => Outcome::DeadLetter(reason),
+            err if ctx.delivered >= self.config.max_deliver => Outcome::DeadLetter(err.to_string()),
+            err => {
+                tracing::warn!(error = %err, delivered = ctx.delivered, "handler failed; will retry");
+                Outcome::Retry(self.config.backoff(ctx.delivered))
+            }
+        }
+    }
+
+    /// Acknowledges a message according to its outcome.
+    async fn settle(&self, received: Received, outcome: Outcome) {
+        let Received {
+            message,
+            span,
+            delivered,
+            stream_sequence,
+        } = received;
         let acked = async {
             match outcome {
                 Outcome::Ack => message.double_ack().await,
@@ -371,56 +712,6 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
             // The message will be redelivered; the inbox absorbs it if it was applied.
             tracing::warn!(error = %err, "ack failed");
         }
-    }
-
-    async fn apply(&self, ctx: EventContext, event: E) -> Outcome {
-        let Ok(event_id) = uuid::Uuid::parse_str(&ctx.envelope.event_id) else {
-            return Outcome::DeadLetter(format!(
-                "event id {:?} is not a UUID",
-                ctx.envelope.event_id
-            ));
-        };
-        let mut tx = match self.pool.begin().await {
-            Ok(tx) => tx,
-            Err(err) => return self.infrastructure(&ctx, &err),
-        };
-        let inserted = sqlx::query(
-            "INSERT INTO inbox (consumer, event_id, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(&self.config.name)
-        .bind(event_id)
-        .bind(&ctx.subject)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(done) if done.rows_affected() == 0 => {
-                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(event_id = %event_id, "already applied; acknowledging");
-                return Outcome::Ack;
-            }
-            Ok(_) => {}
-            Err(err) => return self.infrastructure(&ctx, &err),
-        }
-
-        match self.handler.handle(&ctx, event, &mut tx).await {
-            Ok(()) => {}
-            Err(HandlerError::Permanent(reason)) => return Outcome::DeadLetter(reason),
-            Err(err) if ctx.delivered >= self.config.max_deliver => {
-                return Outcome::DeadLetter(err.to_string());
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, delivered = ctx.delivered, "handler failed; will retry");
-                return Outcome::Retry(self.config.backoff(ctx.delivered));
-            }
-        }
-        if let Err(err) = tx.commit().await {
-            return self.infrastructure(&ctx, &err);
-        }
-        self.stats.applied.fetch_add(1, Ordering::Relaxed);
-        if let Some(hook) = &self.after_commit {
-            hook(&ctx).await;
-        }
-        Outcome::Ack
     }
 
     fn infrastructure(&self, ctx: &EventContext, err: &sqlx::Error) -> Outcome {
