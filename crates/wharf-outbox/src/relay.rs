@@ -6,9 +6,10 @@
 //!   dead relay's locks vanish with its connection, so another picks its buckets up. One key is
 //!   therefore only ever published by one relay at a time.
 //! - **Claims, no cursor.** A worker claims the oldest rows of its buckets with
-//!   `FOR UPDATE SKIP LOCKED`, publishes them, and deletes the acknowledged ones in the same
-//!   transaction. A row that becomes visible late (its transaction committed after a later
-//!   one's) is simply claimed by the next pass.
+//!   `FOR UPDATE SKIP LOCKED` and deletes them in the same statement, publishes them, and
+//!   commits the delete once every ack arrived (otherwise it rolls back and deletes only the
+//!   acknowledged rows). A row that becomes visible late (its transaction committed after a
+//!   later one's) is simply claimed by the next pass.
 //! - **Pipelined acks.** A batch is sent without waiting, then all acks are awaited together.
 //!   `Nats-Msg-Id` = event id makes a retried publish (a lost ack, a crash before the delete) a
 //!   duplicate that JetStream drops within its duplicate window; consumers' inboxes absorb any
@@ -434,6 +435,11 @@ impl Relay {
     }
 
     /// Claims, publishes and deletes one batch; returns how many rows it claimed.
+    ///
+    /// Three round trips to PostgreSQL: `BEGIN`, one statement that claims the rows and
+    /// deletes them (uncommitted, so they stay locked and come back if anything fails), and
+    /// the `COMMIT` once every ack is in. A batch with a failed publish is rolled back instead,
+    /// and its acknowledged rows are deleted (the others marked) in a transaction of their own.
     async fn relay_batch(&self, buckets: &[i16]) -> Result<usize, BatchError> {
         let mut conn = self.pool.acquire().await?;
         // The relay's own commit (the delete of published rows) need not wait for the disk: if
@@ -445,8 +451,12 @@ impl Relay {
             sqlx::Connection::begin_with(&mut *conn, "BEGIN; SET LOCAL synchronous_commit = off")
                 .await?;
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, event_id, subject, event_type, ordering_key, payload, traceparent \
-             FROM outbox WHERE bucket = ANY($1) ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+            "WITH claimed AS ( \
+                 DELETE FROM outbox WHERE id IN ( \
+                     SELECT id FROM outbox WHERE bucket = ANY($1) \
+                     ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, event_id, subject, event_type, ordering_key, payload, traceparent) \
+             SELECT * FROM claimed ORDER BY id",
         )
         .bind(buckets)
         .bind(i64::try_from(self.config.batch_size).unwrap_or(512))
@@ -500,35 +510,47 @@ impl Relay {
                 }
             }
         }
-        let acked_set: HashSet<i64> = acked.iter().copied().collect();
-        let unacked: Vec<i64> = all_ids
-            .into_iter()
-            .filter(|id| !acked_set.contains(id))
-            .collect();
 
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
-            .bind(&acked)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(error) = &first_error {
-            sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)",
-            )
-            .bind(&unacked)
-            .bind(error)
-            .execute(&mut *tx)
-            .await?;
+        match first_error {
+            None => {
+                tx.commit().await?;
+                self.record(acked.len());
+                Ok(claimed)
+            }
+            Some(error) => {
+                // The unacknowledged rows must stay: undo the claim, then delete only what
+                // JetStream stored. The buckets are still ours (the batch gate is held), so
+                // nothing else publishes these rows meanwhile.
+                tx.rollback().await?;
+                let acked_set: HashSet<i64> = acked.iter().copied().collect();
+                let unacked: Vec<i64> = all_ids
+                    .into_iter()
+                    .filter(|id| !acked_set.contains(id))
+                    .collect();
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+                    .bind(&acked)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)",
+                )
+                .bind(&unacked)
+                .bind(&error)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                self.record(acked.len());
+                Err(BatchError::Publish(error))
+            }
         }
-        tx.commit().await?;
+    }
 
+    fn record(&self, published: usize) {
         self.stats
             .published
-            .fetch_add(acked.len() as u64, Ordering::Relaxed);
+            .fetch_add(published as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        match first_error {
-            Some(error) => Err(BatchError::Publish(error)),
-            None => Ok(claimed),
-        }
     }
 }
 
