@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tonic::Request;
 use tonic::transport::Channel;
 use uuid::Uuid;
+use wharf_events::Namespace;
 use wharf_proto::Event;
 use wharf_proto::wharf::auth::v1::UserRegistered;
 use wharf_proto::wharf::social::v1::GetProfileRequest;
@@ -227,6 +228,25 @@ async fn it_exits_with_the_reason_when_its_consumers_cannot_run() {
     let world = World::new().await;
     let mut first = Service::spawn(&world.args(&["social.consumer_ack_wait=3s"]));
     first.address().await;
+    // The consumers are created when the background work starts, just after the address.
+    let js = jetstream::new(world.nats.client().await.unwrap());
+    let namespace = Namespace::new(NAMESPACE);
+    wait_until(WITHIN, "the durable consumers", || {
+        let js = js.clone();
+        let stream = namespace.stream("TRADING");
+        let durable = namespace.durable(wharf_social::ACHIEVEMENTS_CONSUMER);
+        async move {
+            match js.get_stream(stream).await {
+                Ok(stream) => stream
+                    .get_consumer::<jetstream::consumer::pull::Config>(&durable)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await
+    .unwrap();
     sigterm(&first.child);
     tokio::time::timeout(WITHIN, first.child.wait())
         .await
