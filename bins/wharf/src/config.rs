@@ -10,6 +10,7 @@ use wharf_runtime::config::{NatsConfig, RedisConfig};
 use wharf_runtime::db::DatabaseConfig;
 use wharf_runtime::server::ServerConfig;
 use wharf_runtime::telemetry::TelemetryConfig;
+use wharf_social::SocialConfig;
 use wharf_tokens::TokensConfig;
 use wharf_trading::TradingConfig;
 
@@ -27,6 +28,7 @@ pub struct WharfConfig {
     pub auth: AuthConfig,
     pub trading: TradingConfig,
     pub revenue: RevenueConfig,
+    pub social: SocialConfig,
 }
 
 /// A NATS client that reconnects forever, as every long-running command needs.

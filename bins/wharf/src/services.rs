@@ -17,10 +17,11 @@ pub enum Service {
     Auth,
     Trading,
     Revenue,
+    Social,
 }
 
 impl Service {
-    pub const ALL: [Self; 3] = [Self::Auth, Self::Trading, Self::Revenue];
+    pub const ALL: [Self; 4] = [Self::Auth, Self::Trading, Self::Revenue, Self::Social];
 }
 
 /// Every service's schema and migrations, in the order `wharf migrate` applies them.
@@ -28,6 +29,7 @@ pub fn schemas() -> Vec<SchemaMigrations> {
     let mut schemas = wharf_auth::schemas();
     schemas.extend(wharf_trading::schemas());
     schemas.extend(wharf_revenue::schemas());
+    schemas.extend(wharf_social::schemas());
     schemas
 }
 
@@ -124,6 +126,23 @@ pub async fn start(
         server.add_service(revenue.server());
         let token = stop.clone();
         tasks.spawn(async move { Ok(revenue.run_until_stopped(token).await?) });
+    }
+    if services.contains(&Service::Social) {
+        let social = wharf_social::App::build(
+            wharf_social::Deps {
+                database: config.database.clone(),
+                nats: nats.clone(),
+                namespace: config.events.namespace(),
+                relay: config.relay.clone(),
+            },
+            config.social.clone(),
+            &config.tokens,
+        )
+        .await
+        .context("failed to start the social service")?;
+        server.add_service(social.server());
+        let token = stop.clone();
+        tasks.spawn(async move { Ok(social.run_until_stopped(token).await?) });
     }
     Ok(Running { stop, tasks })
 }

@@ -5,5 +5,6 @@ mod dlq;
 mod helpers;
 mod platform;
 mod relay;
+mod saga;
 mod stack;
 mod trading;

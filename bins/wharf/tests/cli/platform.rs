@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Status};
 use wharf_proto::wharf::trading::v1::trading_service_client::TradingServiceClient;
 use wharf_proto::wharf::trading::v1::{DepositRequest, Order, PlaceOrderRequest, Side};
-use wharf_testkit::{FreshDatabase, TestNats, unique_name, wait_until};
+use wharf_testkit::{FreshDatabase, TestNats, TestRedis, unique_name, wait_until};
 use wharf_tokens::config::ConfiguredState;
 use wharf_tokens::keys::generate_key;
 use wharf_tokens::{KeyConfig, Tokens, TokensConfig};
@@ -22,6 +22,7 @@ use crate::helpers::{Running, wharf};
 
 pub struct Platform {
     pub nats: TestNats,
+    pub redis: TestRedis,
     _db: FreshDatabase,
     pub pool: PgPool,
     config: tempfile::NamedTempFile,
@@ -37,6 +38,7 @@ impl Platform {
     /// short ack wait so a killed consumer's events come back quickly.
     pub async fn start() -> Self {
         let nats = TestNats::start().await.unwrap();
+        let redis = TestRedis::start().await.unwrap();
         let db = FreshDatabase::create().await.unwrap();
         let pem = generate_key()
             .to_pkcs8_pem(LineEnding::LF)
@@ -78,6 +80,7 @@ private_key_pem = """
         let platform = Self {
             pool: wharf_runtime::db::connect_lazy(&db.config, "public").unwrap(),
             nats,
+            redis,
             _db: db,
             config,
             tokens,
@@ -95,15 +98,19 @@ private_key_pem = """
             .arg(self.config.path())
             .args(["--set", &format!("database.url={}", self._db.config.url)])
             .args(["--set", &format!("nats.url={}", self.nats.url())])
+            .args(["--set", &format!("redis.url={}", self.redis.url())])
             .args(["--set", "telemetry.log_filter=warn"])
             .stderr(Stdio::null());
         command
     }
 
-    /// `wharf serve SERVICE` on a free port; returns the process and its address.
-    pub fn serve(&self, service: &str) -> (Running, SocketAddr) {
-        let mut running =
-            Running::spawn(self.command(&["serve", service, "--listen", "127.0.0.1:0"]));
+    /// `wharf serve SERVICE...` (space-separated) on a free port; returns the process and its
+    /// address.
+    pub fn serve(&self, services: &str) -> (Running, SocketAddr) {
+        let mut args = vec!["serve"];
+        args.extend(services.split(' '));
+        args.extend(["--listen", "127.0.0.1:0"]);
+        let mut running = Running::spawn(self.command(&args));
         let line = running.wait_for_line("listening on", Duration::from_secs(60));
         let addr = line.rsplit(' ').next().unwrap().parse().unwrap();
         (running, addr)
