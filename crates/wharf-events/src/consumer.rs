@@ -305,6 +305,11 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
                                 }
                             }
                         }
+                        // Concurrent batches take their keys' locks (the outbox's per-key lock,
+                        // rows of the key's aggregate) in one global order, so two batches
+                        // never wait on each other in a cycle. Stable: a key's events keep
+                        // their stream order.
+                        batch.sort_by(|a, b| batch_key(a).cmp(batch_key(b)));
                         let worker = Arc::clone(&worker);
                         if worker.config.concurrency <= 1 {
                             worker.process(batch, permit).await;
@@ -342,6 +347,15 @@ struct Worker<E, H> {
     stats: Arc<ConsumerStats>,
     after_commit: Option<Hook>,
     _event: PhantomData<fn() -> E>,
+}
+
+/// The ordering key a message was published under (`Wharf-Key`), for ordering a batch.
+fn batch_key(message: &jetstream::Message) -> &str {
+    message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(envelope::KEY))
+        .map_or("", |value| value.as_str())
 }
 
 /// What to do with a message after processing.

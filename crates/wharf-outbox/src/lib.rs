@@ -65,12 +65,15 @@ pub async fn enqueue<E: OutboxEvent>(
 
     // One round trip: the key's lock is taken (in the FROM clause) before the row's id is
     // drawn, and the notification naming the bucket is delivered at commit, so only the relay
-    // worker that owns the bucket wakes up.
+    // worker that owns the bucket wakes up. The lock is the key's within this schema: another
+    // service producing events of the same key (trading and revenue both key by account)
+    // never waits for it, and never deadlocks with it.
     let bucket = bucket_of(hash);
     sqlx::query(
         "INSERT INTO outbox (event_id, subject, event_type, ordering_key, bucket, payload, traceparent) \
          SELECT $1, $2, $3, $4, $5, $6, $7 \
-         FROM (SELECT pg_advisory_xact_lock($8), pg_notify($9, $5::text)) AS serialised",
+         FROM (SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || $4, 0)), \
+                      pg_notify($8, $5::text)) AS serialised",
     )
     .bind(id)
     .bind(E::SUBJECT)
@@ -79,7 +82,6 @@ pub async fn enqueue<E: OutboxEvent>(
     .bind(bucket)
     .bind(event.encode_to_vec())
     .bind(wharf_runtime::telemetry::current_traceparent())
-    .bind(i64::from_ne_bytes(hash.to_ne_bytes()))
     .bind(CHANNEL)
     .execute(&mut **tx)
     .await?;
