@@ -34,6 +34,11 @@ pub struct Args {
     /// Tiny sizes, for a smoke test (seconds, not minutes).
     #[arg(long)]
     quick: bool,
+    /// Run only these scenarios (comma-separated: l1, l3, relay, consumer, latency, auth,
+    /// trading, social) and print
+    /// their figures, without a report: for iterating on one stage. Ratios need a full run.
+    #[arg(long, value_name = "SCENARIOS", value_delimiter = ',')]
+    only: Vec<Scenario>,
     /// Relay rows claimed and published per batch [default: the relay's default].
     #[arg(long, value_name = "N")]
     relay_batch_size: Option<usize>,
@@ -52,6 +57,20 @@ pub struct Args {
     nats_url: String,
 }
 
+/// A measurement that `--only` can select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    L1,
+    L3,
+    Relay,
+    Consumer,
+    Latency,
+    Auth,
+    Trading,
+    Social,
+}
+
 /// Everything a run is parameterised by; recorded in `bench.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Params {
@@ -65,6 +84,8 @@ pub struct Params {
     pub sync_samples: u64,
     pub relay: RelayConfig,
     pub quick: bool,
+    /// Empty for a full run.
+    pub only: Vec<Scenario>,
     pub out: PathBuf,
     #[serde(skip)]
     pub database_url: String,
@@ -106,6 +127,7 @@ impl Args {
             sync_samples: samples,
             relay,
             quick: self.quick,
+            only: self.only,
             out: self.out,
             database_url: self.database_url,
             nats_url: self.nats_url,

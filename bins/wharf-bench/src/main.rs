@@ -54,6 +54,17 @@ async fn main() -> anyhow::Result<()> {
         bench.database_name(),
         bench.tag()
     );
+    if !params.only.is_empty() {
+        let outcome = tokio::select! {
+            outcome = scenarios::run_some(&bench, &params) => outcome,
+            signal = tokio::signal::ctrl_c() => {
+                signal.context("failed to listen for ctrl-c")?;
+                Err(anyhow::anyhow!("interrupted"))
+            }
+        };
+        bench.cleanup().await;
+        return outcome;
+    }
     let outcome = tokio::select! {
         outcome = scenarios::run_all(&bench, &params) => outcome,
         signal = tokio::signal::ctrl_c() => {

@@ -21,6 +21,10 @@ pub const P99_TARGET_MS: f64 = 15.0;
 pub const LOGIN_RATIO_TARGET: f64 = 0.85;
 /// A cheap RPC's p99 while logins saturate the CPU ≤ this × its p99 alone.
 pub const CHEAP_P99_FACTOR: f64 = 2.0;
+/// `PlaceOrder` over gRPC ≥ this × the same transaction called directly.
+pub const PLACE_ORDER_RATIO_TARGET: f64 = 0.6;
+/// Order commit → ledger entry p99 at half the `PlaceOrder` rate.
+pub const LEDGER_P99_TARGET_MS: f64 = 20.0;
 
 /// One target of the issue, checked.
 #[derive(Debug, Clone, Serialize)]
@@ -139,6 +143,37 @@ fn checks(results: &Results) -> Vec<Check> {
                 ratio: Some(ratio),
                 target: format!("≥ {LOGIN_RATIO_TARGET:.2}"),
                 pass: ratio >= LOGIN_RATIO_TARGET,
+            }
+        },
+        {
+            let trading = &results.trading;
+            let limit = trading.direct.per_second;
+            let ratio = trading.grpc.per_second / limit.max(f64::MIN_POSITIVE);
+            Check {
+                name: "place_order",
+                value: trading.grpc.per_second,
+                unit: "orders/s",
+                limit: Some(limit),
+                ratio: Some(ratio),
+                target: format!("≥ {PLACE_ORDER_RATIO_TARGET:.2}"),
+                pass: ratio >= PLACE_ORDER_RATIO_TARGET,
+            }
+        },
+        latency_check(
+            "ledger_p99",
+            results.trading.commit_to_ledger.p99_ms,
+            LEDGER_P99_TARGET_MS,
+        ),
+        {
+            let social = &results.social;
+            Check {
+                name: "feed_fan_out",
+                value: social.fan_out.per_second,
+                unit: "items/s",
+                limit: Some(social.raw_insert.per_second),
+                ratio: Some(social.ratio),
+                target: format!("≥ {:.2}", social.target_ratio),
+                pass: social.ratio >= social.target_ratio,
             }
         },
         {

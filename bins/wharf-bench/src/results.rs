@@ -110,6 +110,8 @@ pub struct ConsumerDrain {
     /// Untimed: the backlog published beforehand.
     pub prepublish: Throughput,
     pub drain: Throughput,
+    /// Apply transactions the consumer committed (several events share one when they wait).
+    pub transactions: u64,
     pub duplicates: u64,
     pub redeliveries: u64,
     pub retries: u64,
@@ -133,6 +135,12 @@ pub struct LatencyRun {
     pub commit_to_consumer: Percentiles,
     pub relay: RelayConfig,
     pub consumer_concurrency: usize,
+    /// Relay batches and consumer apply transactions during the run (warm-up included): the
+    /// events per round trip each stage managed at this rate.
+    pub relay_batches: u64,
+    /// Relay claims, the empty ones included.
+    pub relay_claims: u64,
+    pub consumer_transactions: u64,
     /// Cumulative counts every 100 ms from t0 (warm-up included).
     pub stages: Vec<StageSample>,
 }
@@ -159,4 +167,6 @@ pub struct Results {
     pub consumer: ConsumerDrain,
     pub latency: LatencyRun,
     pub auth: crate::scenarios::auth::AuthRun,
+    pub trading: crate::scenarios::trading::TradingRun,
+    pub social: crate::scenarios::social::SocialRun,
 }

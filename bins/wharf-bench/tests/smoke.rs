@@ -66,6 +66,11 @@ async fn quick_run_reports_every_scenario_and_cleans_up() {
         "/results/auth/login/per_second",
         "/results/auth/cheap_unloaded/p99_ms",
         "/results/auth/cheap_loaded/p99_ms",
+        "/results/trading/direct/per_second",
+        "/results/trading/grpc/per_second",
+        "/results/trading/commit_to_ledger/p99_ms",
+        "/results/social/raw_insert/per_second",
+        "/results/social/fan_out/per_second",
         "/machine/nproc",
     ] {
         assert_positive(&report, pointer);
@@ -95,6 +100,9 @@ async fn quick_run_reports_every_scenario_and_cleans_up() {
             "latency_p50",
             "latency_p99",
             "login_throughput",
+            "place_order",
+            "ledger_p99",
+            "feed_fan_out",
             "cheap_rpc_p99_under_login_load"
         ]
     );

@@ -78,6 +78,7 @@ pub struct RelayStats {
     duplicates: AtomicU64,
     failures: AtomicU64,
     batches: AtomicU64,
+    claims: AtomicU64,
 }
 
 impl RelayStats {
@@ -93,8 +94,14 @@ impl RelayStats {
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
     }
+    /// Batches that published at least one row.
     pub fn batches(&self) -> u64 {
         self.batches.load(Ordering::Relaxed)
+    }
+    /// Claims made, including those that found nothing (`claims() - batches()`): a wake-up
+    /// for rows an earlier claim already took.
+    pub fn claims(&self) -> u64 {
+        self.claims.load(Ordering::Relaxed)
     }
 }
 
@@ -462,6 +469,7 @@ impl Relay {
         .bind(i64::try_from(self.config.batch_size).unwrap_or(512))
         .fetch_all(&mut *tx)
         .await?;
+        self.stats.claims.fetch_add(1, Ordering::Relaxed);
         if rows.is_empty() {
             return Ok(0);
         }

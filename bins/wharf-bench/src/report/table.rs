@@ -103,6 +103,27 @@ pub fn render(report: &Report) -> String {
             format!("A1 {:.1}/s", auth.verify_limit.per_second),
         ),
         (
+            "place_order",
+            format!(
+                "PlaceOrder over gRPC, {} clients",
+                results.trading.concurrency
+            ),
+            format!("T1 {:.0}/s", results.trading.direct.per_second),
+        ),
+        (
+            "ledger_p99",
+            format!(
+                "order commit→ledger p99 @{:.0}/s",
+                results.trading.ledger_rate
+            ),
+            String::new(),
+        ),
+        (
+            "feed_fan_out",
+            format!("feed fan-out, {} followers", results.social.followers),
+            format!("insert {:.0} rows/s", results.social.raw_insert.per_second),
+        ),
+        (
             "cheap_rpc_p99_under_login_load",
             format!("GetJwks p99 @{}/s under login load", auth.cheap_rate),
             format!("alone {:.2} ms", auth.cheap_unloaded.p99_ms),

@@ -67,14 +67,17 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<ConsumerDrai
     pool.close().await;
     let drain = crate::results::Throughput::new(params.events, elapsed);
     progress(&format!(
-        "consumer drain: {:.0} events/s (concurrency {})",
-        drain.per_second, params.concurrency
+        "consumer drain: {:.0} events/s (concurrency {}, {:.1} events per transaction)",
+        drain.per_second,
+        params.concurrency,
+        per_transaction(stats.applied(), stats.transactions())
     ));
     Ok(ConsumerDrain {
         concurrency: params.concurrency,
         pull_batch,
         prepublish,
         drain,
+        transactions: stats.transactions(),
         duplicates: stats.duplicates(),
         redeliveries: stats.redeliveries(),
         retries: stats.retries(),
@@ -94,4 +97,9 @@ pub fn consumer_config(params: &Params) -> ConsumerConfig {
 /// A connection per concurrent handler, and a few spare.
 pub fn consumer_connections(params: &Params) -> u32 {
     u32::try_from(params.concurrency + 4).unwrap_or(u32::MAX)
+}
+
+/// Mean events per apply transaction.
+pub fn per_transaction(applied: u64, transactions: u64) -> f64 {
+    applied as f64 / transactions.max(1) as f64
 }

@@ -17,10 +17,12 @@ pub mod consume;
 pub mod latency;
 pub mod publish;
 pub mod relay;
+pub mod social;
+pub mod trading;
 
 use std::time::{Duration, Instant};
 
-use crate::cli::Params;
+use crate::cli::{Params, Scenario};
 use crate::env::BenchEnv;
 use crate::results::{Results, Timeline};
 
@@ -31,6 +33,8 @@ pub async fn run_all(env: &BenchEnv, params: &Params) -> anyhow::Result<Results>
     let consumer = consume::run(env, params).await?;
     let latency = latency::run(env, params).await?;
     let auth = auth::run(env, params).await?;
+    let trading = trading::run(env, params).await?;
+    let social = social::run(env, params).await?;
     Ok(Results {
         l1,
         l3,
@@ -38,7 +42,77 @@ pub async fn run_all(env: &BenchEnv, params: &Params) -> anyhow::Result<Results>
         consumer,
         latency,
         auth,
+        trading,
+        social,
     })
+}
+
+/// Runs only the scenarios of `--only`, in the usual order; their figures are printed as
+/// progress lines, and there is no report (a ratio needs both sides of one run).
+pub async fn run_some(env: &BenchEnv, params: &Params) -> anyhow::Result<()> {
+    let wanted = |scenario| params.only.contains(&scenario);
+    if wanted(Scenario::L1) {
+        publish::run(env, params).await?;
+    }
+    if wanted(Scenario::L3) {
+        apply::run(env, params).await?;
+    }
+    if wanted(Scenario::Relay) {
+        relay::run(env, params).await?;
+    }
+    if wanted(Scenario::Consumer) {
+        consume::run(env, params).await?;
+    }
+    if wanted(Scenario::Auth) {
+        let run = auth::run(env, params).await?;
+        progress(&format!(
+            "auth: A1 {:.1} verifies/s, login {:.1}/s (ratio {:.2}); GetJwks p99 alone {:.2} ms, under login load {:.2} ms (factor {:.2})",
+            run.verify_limit.per_second,
+            run.login.per_second,
+            run.login.per_second / run.verify_limit.per_second.max(f64::MIN_POSITIVE),
+            run.cheap_unloaded.p99_ms,
+            run.cheap_loaded.p99_ms,
+            run.cheap_loaded.p99_ms / run.cheap_unloaded.p99_ms.max(f64::MIN_POSITIVE),
+        ));
+    }
+    if wanted(Scenario::Trading) {
+        let run = trading::run(env, params).await?;
+        progress(&format!(
+            "trading: T1 {:.0} orders/s, PlaceOrder {:.0}/s (ratio {:.2}); commit → ledger at {:.0}/s p50 {:.2} p99 {:.2} ms",
+            run.direct.per_second,
+            run.grpc.per_second,
+            run.grpc.per_second / run.direct.per_second.max(f64::MIN_POSITIVE),
+            run.ledger_rate,
+            run.commit_to_ledger.p50_ms,
+            run.commit_to_ledger.p99_ms,
+        ));
+    }
+    if wanted(Scenario::Social) {
+        let run = social::run(env, params).await?;
+        progress(&format!(
+            "social: {} followers; raw insert {:.0} rows/s, fan-out {:.0} items/s (ratio {:.2})",
+            run.followers, run.raw_insert.per_second, run.fan_out.per_second, run.ratio,
+        ));
+    }
+    if wanted(Scenario::Latency) {
+        let run = latency::run(env, params).await?;
+        let events = run.events + latency::WARMUP;
+        progress(&format!(
+            "latency: intended → producer commit p50 {:.2} p99 {:.2} ms; producer commit → consumer commit p50 {:.2} p99 {:.2} ms; {:.2} events per relay batch ({} empty claims), {:.2} per consumer transaction",
+            run.producer_commit.p50_ms,
+            run.producer_commit.p99_ms,
+            run.commit_to_consumer.p50_ms,
+            run.commit_to_consumer.p99_ms,
+            events as f64 / run.relay_batches.max(1) as f64,
+            run.relay_claims - run.relay_batches,
+            consume::per_transaction(events, run.consumer_transactions),
+        ));
+        std::fs::create_dir_all(&params.out)?;
+        let path = params.out.join("latency.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&run)?)?;
+        progress(&format!("wrote {}", path.display()));
+    }
+    Ok(())
 }
 
 pub fn progress(message: &str) {
