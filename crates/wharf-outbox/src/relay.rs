@@ -27,8 +27,9 @@ use std::time::Duration;
 use async_nats::jetstream;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Postgres};
 use tokio::sync::{Notify, RwLock, watch};
 use tokio_util::sync::CancellationToken;
 use wharf_events::envelope::Envelope;
@@ -387,6 +388,9 @@ impl Relay {
     ) {
         let workers = self.config.workers.max(1);
         let mut backoff = Duration::from_millis(50);
+        // A busy worker keeps its connection from batch to batch (a pool acquire costs a
+        // round trip of its own, the pool's liveness ping); an idle one gives it back.
+        let mut conn = None;
         while !shutdown.is_cancelled() {
             // Registered before draining, so a notification that lands mid-drain is not lost.
             let notified = wakes[index].notified();
@@ -409,7 +413,7 @@ impl Relay {
                 if buckets.is_empty() {
                     break;
                 }
-                match self.relay_batch(&buckets).await {
+                match self.relay_batch(&mut conn, &buckets).await {
                     // A short batch means the buckets are drained (rows committed since then
                     // have notified this worker, which registered before draining).
                     Ok(claimed) if claimed < self.config.batch_size => {
@@ -420,6 +424,7 @@ impl Relay {
                     Err(err) => {
                         self.stats.failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(error = %err, ?backoff, "relay batch failed; backing off");
+                        conn = None;
                         failed = true;
                         break;
                     }
@@ -435,7 +440,8 @@ impl Relay {
             tokio::select! {
                 () = &mut notified => {}
                 _ = owned_rx.changed() => {}
-                () = tokio::time::sleep(self.config.poll_interval) => {}
+                // A whole poll interval without a notification: idle.
+                () = tokio::time::sleep(self.config.poll_interval) => conn = None,
                 () = shutdown.cancelled() => return,
             }
         }
@@ -447,21 +453,30 @@ impl Relay {
     /// deletes them (uncommitted, so they stay locked and come back if anything fails), and
     /// the `COMMIT` once every ack is in. A batch with a failed publish is rolled back instead,
     /// and its acknowledged rows are deleted (the others marked) in a transaction of their own.
-    async fn relay_batch(&self, buckets: &[i16]) -> Result<usize, BatchError> {
-        let mut conn = self.pool.acquire().await?;
+    async fn relay_batch(
+        &self,
+        conn: &mut Option<PoolConnection<Postgres>>,
+        buckets: &[i16],
+    ) -> Result<usize, BatchError> {
+        let conn = match conn {
+            Some(conn) => conn,
+            None => conn.insert(self.pool.acquire().await?),
+        };
         // The relay's own commit (the delete of published rows) need not wait for the disk: if
         // PostgreSQL crashed and forgot it, the rows would come back and be published again,
         // and JetStream's duplicate window or the consumers' inboxes would absorb them. This
         // spares one fsync per batch; producers and consumers keep durable commits.
         // (One round trip: the setting rides on the BEGIN.)
         let mut tx =
-            sqlx::Connection::begin_with(&mut *conn, "BEGIN; SET LOCAL synchronous_commit = off")
+            sqlx::Connection::begin_with(&mut **conn, "BEGIN; SET LOCAL synchronous_commit = off")
                 .await?;
         let rows: Vec<Row> = sqlx::query_as(
+            // `= ANY (ARRAY(…))` runs the claim once, up front, and deletes by primary key
+            // (a plain `IN (…)` lets the planner hash-join against a scan of the whole table).
             "WITH claimed AS ( \
-                 DELETE FROM outbox WHERE id IN ( \
+                 DELETE FROM outbox WHERE id = ANY (ARRAY( \
                      SELECT id FROM outbox WHERE bucket = ANY($1) \
-                     ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                     ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)) \
                  RETURNING id, event_id, subject, event_type, ordering_key, payload, traceparent) \
              SELECT * FROM claimed ORDER BY id",
         )
@@ -535,7 +550,7 @@ impl Relay {
                     .into_iter()
                     .filter(|id| !acked_set.contains(id))
                     .collect();
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let mut tx = sqlx::Connection::begin(&mut **conn).await?;
                 sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
                     .bind(&acked)
                     .execute(&mut *tx)
