@@ -47,50 +47,6 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<LatencyRun> 
     let clock = Clock::new();
     let stop = CancellationToken::new();
 
-    // EXPERIMENT-HACK
-    if let Ok(exp) = std::env::var("WB_EXP") {
-        let mut relay_task = None;
-        if exp == "pr" {
-            let relay = Relay::new(
-                env.pool(relay_connections(params))?,
-                env.client.clone(),
-                topology.namespace.clone(),
-                crate::env::SCHEMA,
-                params.relay.clone(),
-            );
-            relay_task = Some(tokio::spawn(relay.run(stop.clone())));
-        }
-        let schedule = Schedule {
-            rate: params.rate,
-            total: params.latency_events(),
-            first_seq: 0,
-        };
-        let t = Instant::now();
-        let paced = producer::paced(
-            &producers,
-            &clock,
-            schedule,
-            Instant::now(),
-            SystemTime::now(),
-        )
-        .await?;
-        progress(&format!(
-            "EXP {exp}: producer commit p50 {:.2} p99 {:.2} in {:?}",
-            paced.commit.value_at_quantile(0.5) as f64 / 1000.0,
-            paced.commit.value_at_quantile(0.99) as f64 / 1000.0,
-            t.elapsed()
-        ));
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        stop.cancel();
-        if let Some(task) = relay_task {
-            task.await.ok();
-        }
-        let stats: Vec<(String, i64, i64, i64)> = sqlx::query_as("SELECT indexrelname::text, idx_scan, idx_tup_read, idx_tup_fetch FROM pg_stat_user_indexes WHERE relname = 'outbox'").fetch_all(&producers).await?;
-        progress(&format!("EXP idx {stats:?}"));
-        let t: Vec<(i64, i64, i64, i64, i64, i64)> = sqlx::query_as("SELECT seq_scan, seq_tup_read, n_tup_ins, n_tup_del, n_dead_tup, autovacuum_count FROM pg_stat_user_tables WHERE relname = 'outbox'").fetch_all(&producers).await?;
-        progress(&format!("EXP table {t:?}"));
-        anyhow::bail!("experiment done");
-    }
     let relay = Relay::new(
         env.pool(relay_connections(params))?,
         env.client.clone(),
