@@ -32,8 +32,11 @@ pub async fn run_all(env: &BenchEnv, params: &Params) -> anyhow::Result<Results>
     let relay = relay::run(env, params).await?;
     let consumer = consume::run(env, params).await?;
     let latency = latency::run(env, params).await?;
+    quiesce(env).await;
     let auth = auth::run(env, params).await?;
+    quiesce(env).await;
     let trading = trading::run(env, params).await?;
+    quiesce(env).await;
     let social = social::run(env, params).await?;
     Ok(Results {
         l1,
@@ -64,6 +67,7 @@ pub async fn run_some(env: &BenchEnv, params: &Params) -> anyhow::Result<()> {
         consume::run(env, params).await?;
     }
     if wanted(Scenario::Auth) {
+        quiesce(env).await;
         let run = auth::run(env, params).await?;
         progress(&format!(
             "auth: A1 {:.1} verifies/s, login {:.1}/s (ratio {:.2}); GetJwks p99 alone {:.2} ms, under login load {:.2} ms (factor {:.2})",
@@ -117,6 +121,50 @@ pub async fn run_some(env: &BenchEnv, params: &Params) -> anyhow::Result<()> {
 
 pub fn progress(message: &str) {
     eprintln!("wharf-bench: {message}");
+}
+
+/// Waits until the machine is quiet again — under 15 % of its CPU busy over half a second —
+/// after a checkpoint, for at most a minute. The scenarios before have left PostgreSQL with
+/// checkpoints and autovacuum to do; a limit and the system it is compared with must not meet
+/// different leftovers. Says how long it waited.
+pub async fn quiesce(env: &BenchEnv) {
+    if let Ok(mut admin) = env.admin().await {
+        // Superuser only; a bench on a shared server simply skips it.
+        let _ = sqlx::query("CHECKPOINT").execute(&mut admin).await;
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let Some(before) = cpu_times() else { return };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(after) = cpu_times() else { return };
+        let (busy, total) = (after.0 - before.0, after.1 - before.1);
+        if total > 0 && busy * 100 < total * 15 {
+            if start.elapsed() > Duration::from_secs(1) {
+                progress(&format!(
+                    "waited {:.1} s for the machine to be quiet",
+                    start.elapsed().as_secs_f64()
+                ));
+            }
+            return;
+        }
+    }
+    progress("the machine stayed busy for a minute; measuring anyway");
+}
+
+/// `(busy, total)` jiffies of all CPUs, from `/proc/stat`.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().sum();
+    // idle + iowait
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
 }
 
 /// How long `count` items may take at worst before a scenario gives up: a floor of
