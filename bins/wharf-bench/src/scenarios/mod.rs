@@ -32,11 +32,11 @@ pub async fn run_all(env: &BenchEnv, params: &Params) -> anyhow::Result<Results>
     let relay = relay::run(env, params).await?;
     let consumer = consume::run(env, params).await?;
     let latency = latency::run(env, params).await?;
-    quiesce(env).await;
+    quiesce(env, params).await;
     let auth = auth::run(env, params).await?;
-    quiesce(env).await;
+    quiesce(env, params).await;
     let trading = trading::run(env, params).await?;
-    quiesce(env).await;
+    quiesce(env, params).await;
     let social = social::run(env, params).await?;
     Ok(Results {
         l1,
@@ -67,7 +67,7 @@ pub async fn run_some(env: &BenchEnv, params: &Params) -> anyhow::Result<()> {
         consume::run(env, params).await?;
     }
     if wanted(Scenario::Auth) {
-        quiesce(env).await;
+        quiesce(env, params).await;
         let run = auth::run(env, params).await?;
         progress(&format!(
             "auth: A1 {:.1} verifies/s, login {:.1}/s (ratio {:.2}); GetJwks p99 alone {:.2} ms, under login load {:.2} ms (factor {:.2})",
@@ -126,8 +126,12 @@ pub fn progress(message: &str) {
 /// Waits until the machine is quiet again — under 15 % of its CPU busy over half a second —
 /// after a checkpoint, for at most a minute. The scenarios before have left PostgreSQL with
 /// checkpoints and autovacuum to do; a limit and the system it is compared with must not meet
-/// different leftovers. Says how long it waited.
-pub async fn quiesce(env: &BenchEnv) {
+/// different leftovers. Says how long it waited. A `--quick` run (the smoke test, next to
+/// other tests) does not wait.
+pub async fn quiesce(env: &BenchEnv, params: &Params) {
+    if params.quick {
+        return;
+    }
     if let Ok(mut admin) = env.admin().await {
         // Superuser only; a bench on a shared server simply skips it.
         let _ = sqlx::query("CHECKPOINT").execute(&mut admin).await;
