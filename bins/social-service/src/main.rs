@@ -13,18 +13,15 @@
 //! are best effort: one queued when the process dies is lost, by contract.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
-
-use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 use wharf_events::EventsConfig;
 use wharf_outbox::RelayConfig;
 use wharf_runtime::GrpcServer;
 use wharf_runtime::config::{NatsConfig, RedisConfig};
 use wharf_runtime::db::DatabaseConfig;
-use wharf_runtime::server::{ServerConfig, Stopped};
+use wharf_runtime::server::ServerConfig;
+use wharf_runtime::service::{ServiceArgs, connect_nats, serve};
 use wharf_runtime::telemetry::TelemetryConfig;
 use wharf_social::{App, Deps, SocialConfig};
 use wharf_tokens::TokensConfig;
@@ -32,12 +29,8 @@ use wharf_tokens::TokensConfig;
 #[derive(Debug, Parser)]
 #[command(name = "social-service", version, about = "The Wharf social service")]
 struct Cli {
-    /// TOML config file (defaults → file → WHARF_<SECTION>__<KEY> env → --set).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Overrides one key, e.g. --set social.consumer_concurrency=8 (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    overrides: Vec<String>,
+    #[command(flatten)]
+    args: ServiceArgs,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -47,8 +40,8 @@ struct Config {
     telemetry: TelemetryConfig,
     database: DatabaseConfig,
     nats: NatsConfig,
-    /// Unused (social keeps nothing in Redis), but accepted: one config file, or the local
-    /// stack's `WHARF_REDIS__URL`, serves every service.
+    /// Unused by this service, but accepted: one config file, or the local stack's
+    /// `WHARF_REDIS__URL`, serves every service.
     redis: RedisConfig,
     relay: RelayConfig,
     events: EventsConfig,
@@ -58,19 +51,13 @@ struct Config {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let config: Config = wharf_runtime::config::load(cli.config.as_deref(), &cli.overrides)?;
+    let Cli { args } = Cli::parse();
+    let config: Config = wharf_runtime::config::load(args.config.as_deref(), &args.overrides)?;
     let _telemetry = wharf_runtime::telemetry::init(&config.telemetry, "social-service")?;
-
-    let nats = config
-        .nats
-        .connect()
-        .await
-        .with_context(|| format!("failed to connect to NATS at {}", config.nats.url))?;
     let app = App::build(
         Deps {
             database: config.database.clone(),
-            nats,
+            nats: connect_nats(&config.nats).await?,
             namespace: config.events.namespace(),
             relay: config.relay.clone(),
         },
@@ -78,39 +65,10 @@ async fn main() -> anyhow::Result<()> {
         &config.tokens,
     )
     .await?;
-
     let mut server = GrpcServer::bind(&config.server).await?;
     server.add_service(app.server());
-    println!("social-service listening on {}", server.local_addr());
-
-    // The relay and the consumers. If they stop on their own (a contradicting consumer on the
-    // server, say), the process shuts down and exits with their error rather than serve
-    // profiles whose registrations, feeds and achievements no longer move.
-    let stop = CancellationToken::new();
-    let failed = CancellationToken::new();
-    let background = tokio::spawn({
-        let stop = stop.clone();
-        let failed = failed.clone();
-        async move {
-            let result = app.run_until_stopped(stop).await;
-            failed.cancel();
-            result
-        }
-    });
-    let shutdown = async {
-        tokio::select! {
-            () = wharf_runtime::shutdown::signal() => {}
-            () = failed.cancelled() => {}
-        }
-    };
-    let stopped = server.run_until_stopped(shutdown).await?;
-    stop.cancel();
-    background
-        .await
-        .context("the social background tasks panicked")??;
-    match stopped {
-        Stopped::Drained => println!("social-service stopped cleanly"),
-        Stopped::GraceElapsed => println!("social-service stopped after the grace period"),
-    }
-    Ok(())
+    serve("social-service", server, move |stop| {
+        app.run_until_stopped(stop)
+    })
+    .await
 }

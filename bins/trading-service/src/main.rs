@@ -6,18 +6,15 @@
 //! Needs `wharf migrate` to have run, and the auth service's public key in `[[tokens.keys]]`.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
-
-use anyhow::Context;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 use wharf_events::EventsConfig;
 use wharf_outbox::RelayConfig;
 use wharf_runtime::GrpcServer;
-use wharf_runtime::config::NatsConfig;
+use wharf_runtime::config::{NatsConfig, RedisConfig};
 use wharf_runtime::db::DatabaseConfig;
-use wharf_runtime::server::{ServerConfig, Stopped};
+use wharf_runtime::server::ServerConfig;
+use wharf_runtime::service::{ServiceArgs, connect_nats, serve};
 use wharf_runtime::telemetry::TelemetryConfig;
 use wharf_tokens::TokensConfig;
 use wharf_trading::{App, Deps, TradingConfig};
@@ -25,12 +22,8 @@ use wharf_trading::{App, Deps, TradingConfig};
 #[derive(Debug, Parser)]
 #[command(name = "trading-service", version, about = "The Wharf trading service")]
 struct Cli {
-    /// TOML config file (defaults → file → WHARF_<SECTION>__<KEY> env → --set).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Overrides one key, e.g. --set trading.fee_bps=5 (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    overrides: Vec<String>,
+    #[command(flatten)]
+    args: ServiceArgs,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -40,6 +33,9 @@ struct Config {
     telemetry: TelemetryConfig,
     database: DatabaseConfig,
     nats: NatsConfig,
+    /// Unused by this service, but accepted: one config file, or the local stack's
+    /// `WHARF_REDIS__URL`, serves every service.
+    redis: RedisConfig,
     relay: RelayConfig,
     events: EventsConfig,
     tokens: TokensConfig,
@@ -48,19 +44,13 @@ struct Config {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let config: Config = wharf_runtime::config::load(cli.config.as_deref(), &cli.overrides)?;
+    let Cli { args } = Cli::parse();
+    let config: Config = wharf_runtime::config::load(args.config.as_deref(), &args.overrides)?;
     let _telemetry = wharf_runtime::telemetry::init(&config.telemetry, "trading-service")?;
-
-    let nats = config
-        .nats
-        .connect()
-        .await
-        .with_context(|| format!("failed to connect to NATS at {}", config.nats.url))?;
     let app = App::build(
         Deps {
             database: config.database.clone(),
-            nats,
+            nats: connect_nats(&config.nats).await?,
             namespace: config.events.namespace(),
             relay: config.relay.clone(),
         },
@@ -68,28 +58,10 @@ async fn main() -> anyhow::Result<()> {
         &config.tokens,
     )
     .await?;
-
     let mut server = GrpcServer::bind(&config.server).await?;
     server.add_service(app.server());
-    println!("trading-service listening on {}", server.local_addr());
-
-    let stop = CancellationToken::new();
-    let mut background = tokio::spawn(app.run_until_stopped(stop.clone()));
-    // The background work (relay, consumers) ending by itself is a failure: stop and say why.
-    let stopped = tokio::select! {
-        stopped = server.run_until_stopped(wharf_runtime::shutdown::signal()) => stopped?,
-        ended = &mut background => {
-            ended.context("the background tasks panicked")??;
-            anyhow::bail!("the background tasks stopped by themselves");
-        }
-    };
-    stop.cancel();
-    background
-        .await
-        .context("the trading background tasks panicked")??;
-    match stopped {
-        Stopped::Drained => println!("trading-service stopped cleanly"),
-        Stopped::GraceElapsed => println!("trading-service stopped after the grace period"),
-    }
-    Ok(())
+    serve("trading-service", server, move |stop| {
+        app.run_until_stopped(stop)
+    })
+    .await
 }

@@ -32,10 +32,4 @@ pub struct WharfConfig {
 }
 
 /// A NATS client that reconnects forever, as every long-running command needs.
-pub async fn nats_client(config: &NatsConfig) -> anyhow::Result<async_nats::Client> {
-    use anyhow::Context;
-    config
-        .connect()
-        .await
-        .with_context(|| format!("failed to connect to NATS at {}", config.url))
-}
+pub use wharf_runtime::service::connect_nats as nats_client;

@@ -9,6 +9,7 @@
 //! - [`config`]: typed, layered configuration (defaults → file → `WHARF_*` env → flags).
 //! - [`telemetry`]: tracing subscriber, JSON logs, optional OTLP export, W3C trace context.
 //! - [`server`]: the gRPC server every service uses (health, reflection, limits, shedding).
+//! - [`service`]: the flags, NATS connection and serve-and-drain every service binary shares.
 //! - [`shutdown`]: SIGINT/SIGTERM handling with a second-signal escape hatch.
 //! - [`db`]: PostgreSQL pools, per-service schemas, migrations and the schema-current check.
 //! - [`echo`]: the diagnostics echo service.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod db;
 pub mod echo;
 pub mod server;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -19,6 +19,7 @@ pub mod nats;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod serve;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ pub use database::FreshDatabase;
 pub use nats::TestNats;
 pub use postgres::TestPostgres;
 pub use redis::TestRedis;
+pub use serve::{Served, loopback_server};
 
 /// The repository root (testkit lives in `crates/wharf-testkit`).
 pub fn repo_root() -> PathBuf {

@@ -196,6 +196,24 @@ impl TokensConfig {
         Ok(Tokens::new(self.keyset()?, self.token_config()))
     }
 
+    /// Settings with exactly one key, `key`, active under `kid` (tests, tools).
+    pub fn signing_with(kid: &str, key: &ed25519_dalek::SigningKey) -> Self {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+        Self {
+            keys: vec![KeyConfig {
+                kid: kid.to_owned(),
+                private_key_pem: key
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .ok()
+                    .map(|pem| pem.to_string()),
+                state: ConfiguredState::Active,
+                ..KeyConfig::default()
+            }],
+            ..Self::default()
+        }
+    }
+
     /// Adds a freshly generated active key when none is configured (`wharf dev` only: tokens
     /// it signs die with the process). Returns whether it did.
     pub fn with_development_key(&mut self) -> bool {

@@ -67,6 +67,23 @@ impl TradingHandlers {
     fn caller<T>(&self, request: &Request<T>) -> Result<Identity, Status> {
         verify_bearer(&self.inner.tokens, request.metadata())
     }
+
+    /// The caller's account (created on first use), and the connection that read it.
+    async fn own_account(
+        &self,
+        identity: &Identity,
+    ) -> Result<(sqlx::pool::PoolConnection<sqlx::Postgres>, store::Account), Status> {
+        let mut conn = self.inner.pool.acquire().await.map_err(|e| database(&e))?;
+        let account = store::account(
+            &mut conn,
+            &identity.user_id,
+            &self.inner.config.currency,
+            false,
+        )
+        .await
+        .map_err(|e| database(&e))?;
+        Ok((conn, account))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,6 +188,19 @@ fn page(size: i32, token: &str) -> Result<(i64, Option<Cursor>), Status> {
         Ok((size, cursor))
     } else {
         Err(invalid("list", violations))
+    }
+}
+
+/// Cuts `rows` (fetched with one extra) to `size` and returns the token of the next page, or
+/// an empty one on the last.
+fn next_page<T>(rows: &mut Vec<T>, size: i64, cursor: impl Fn(&T) -> Cursor) -> String {
+    if rows.len() > usize::try_from(size).unwrap_or(usize::MAX) {
+        rows.pop();
+        rows.last()
+            .map(|row| cursor(row).encode())
+            .unwrap_or_default()
+    } else {
+        String::new()
     }
 }
 
@@ -564,15 +594,7 @@ impl TradingService for TradingHandlers {
         request: Request<GetAccountRequest>,
     ) -> Result<Response<GetAccountResponse>, Status> {
         let identity = self.caller(&request)?;
-        let mut conn = self.inner.pool.acquire().await.map_err(|e| database(&e))?;
-        let account = store::account(
-            &mut conn,
-            &identity.user_id,
-            &self.inner.config.currency,
-            false,
-        )
-        .await
-        .map_err(|e| database(&e))?;
+        let (mut conn, account) = self.own_account(&identity).await?;
         let positions: Vec<(String, i64)> = sqlx::query_as(
             "SELECT instrument, quantity FROM positions WHERE account_id = $1 AND quantity > 0 ORDER BY instrument",
         )
@@ -725,15 +747,7 @@ impl TradingService for TradingHandlers {
                 vec![("order_id", "must be a UUID".to_owned())],
             ));
         };
-        let mut conn = self.inner.pool.acquire().await.map_err(|e| database(&e))?;
-        let account = store::account(
-            &mut conn,
-            &identity.user_id,
-            &self.inner.config.currency,
-            false,
-        )
-        .await
-        .map_err(|e| database(&e))?;
+        let (mut conn, account) = self.own_account(&identity).await?;
         // Another user's order is as absent as one that does not exist.
         let row = store::order_by_id(&self.inner.pool, account.id, order_id)
             .await
@@ -752,32 +766,14 @@ impl TradingService for TradingHandlers {
     ) -> Result<Response<ListOrdersResponse>, Status> {
         let identity = self.caller(&request)?;
         let (size, cursor) = page(request.get_ref().page_size, &request.get_ref().page_token)?;
-        let mut conn = self.inner.pool.acquire().await.map_err(|e| database(&e))?;
-        let account = store::account(
-            &mut conn,
-            &identity.user_id,
-            &self.inner.config.currency,
-            false,
-        )
-        .await
-        .map_err(|e| database(&e))?;
+        let (mut conn, account) = self.own_account(&identity).await?;
         let mut rows = store::orders_page(&self.inner.pool, account.id, cursor.as_ref(), size + 1)
             .await
             .map_err(|e| database(&e))?;
-        let next_page_token = if rows.len() > usize::try_from(size).unwrap_or(usize::MAX) {
-            rows.pop();
-            rows.last()
-                .map(|row| {
-                    Cursor {
-                        at: row.created_at,
-                        id: row.id,
-                    }
-                    .encode()
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = next_page(&mut rows, size, |row| Cursor {
+            at: row.created_at,
+            id: row.id,
+        });
         let orders = store::orders_with_history(&mut conn, rows)
             .await
             .map_err(|e| database(&e))?;
@@ -793,33 +789,14 @@ impl TradingService for TradingHandlers {
     ) -> Result<Response<ListTradesResponse>, Status> {
         let identity = self.caller(&request)?;
         let (size, cursor) = page(request.get_ref().page_size, &request.get_ref().page_token)?;
-        let mut conn = self.inner.pool.acquire().await.map_err(|e| database(&e))?;
-        let account = store::account(
-            &mut conn,
-            &identity.user_id,
-            &self.inner.config.currency,
-            false,
-        )
-        .await
-        .map_err(|e| database(&e))?;
-        drop(conn);
+        let (_, account) = self.own_account(&identity).await?;
         let mut rows = store::trades_page(&self.inner.pool, account.id, cursor.as_ref(), size + 1)
             .await
             .map_err(|e| database(&e))?;
-        let next_page_token = if rows.len() > usize::try_from(size).unwrap_or(usize::MAX) {
-            rows.pop();
-            rows.last()
-                .map(|row| {
-                    Cursor {
-                        at: row.executed_at,
-                        id: row.id,
-                    }
-                    .encode()
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = next_page(&mut rows, size, |row| Cursor {
+            at: row.executed_at,
+            id: row.id,
+        });
         Ok(Response::new(ListTradesResponse {
             trades: rows.into_iter().map(Into::into).collect(),
             next_page_token,

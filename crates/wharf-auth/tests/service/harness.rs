@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::EncodePrivateKey;
-use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use wharf_auth::sessions::Sessions;
@@ -22,14 +19,11 @@ use wharf_proto::wharf::auth::v1::auth_service_client::AuthServiceClient;
 use wharf_proto::wharf::auth::v1::{LoginRequest, LoginResponse, RegisterRequest, UserLoggedIn};
 use wharf_proto::wharf::social::v1::{ProfileCreated, ProfileCreationFailed};
 use wharf_resilience::Limit;
-use wharf_runtime::GrpcServer;
 use wharf_runtime::config::RedisConfig;
-use wharf_runtime::server::ServerConfig;
 use wharf_testkit::{FreshDatabase, TestNats, TestRedis, unique_name, wait_until};
 use wharf_tokens::attacks::Forger;
-use wharf_tokens::config::ConfiguredState;
 use wharf_tokens::keys::generate_key;
-use wharf_tokens::{KeyConfig, TokenConfig, TokensConfig};
+use wharf_tokens::{TokenConfig, TokensConfig};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const KID: &str = "test-key";
@@ -66,8 +60,7 @@ pub struct Harness {
     pub forger: Forger,
     pub passwords: wharf_auth::password::Passwords,
     pub addr: SocketAddr,
-    stop: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _served: wharf_testkit::Served,
 }
 
 impl Harness {
@@ -88,16 +81,7 @@ impl Harness {
                 .expect("migrations");
         }
         let key: SigningKey = generate_key();
-        let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
-        let tokens = TokensConfig {
-            keys: vec![KeyConfig {
-                kid: KID.to_owned(),
-                private_key_pem: Some(pem),
-                state: ConfiguredState::Active,
-                ..KeyConfig::default()
-            }],
-            ..TokensConfig::default()
-        };
+        let tokens = TokensConfig::signing_with(KID, &key);
         let forger = Forger::new(key, KID, &TokenConfig::default());
         let redis_config = RedisConfig {
             url: redis.url(),
@@ -131,27 +115,9 @@ impl Harness {
             format!("{}auth:", redis_config.key_prefix),
         );
 
-        let mut server = GrpcServer::bind(&ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..ServerConfig::default()
-        })
-        .await
-        .unwrap();
+        let mut server = wharf_testkit::loopback_server().await;
         server.add_service(app.server());
-        let addr = server.local_addr();
-        let stop = CancellationToken::new();
-        let serving = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let _ = server.run_until_stopped(stop.cancelled_owned()).await;
-            })
-        };
-        let background = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                app.run_until_stopped(stop).await.expect("auth background");
-            })
-        };
+        let served = wharf_testkit::Served::start(server, move |stop| app.run_until_stopped(stop));
         Self {
             nats,
             redis,
@@ -161,9 +127,8 @@ impl Harness {
             sessions,
             forger,
             passwords,
-            addr,
-            stop,
-            tasks: vec![serving, background],
+            addr: served.addr,
+            _served: served,
         }
     }
 
@@ -320,15 +285,6 @@ impl Harness {
             }
         }
         states
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        for task in &self.tasks {
-            task.abort();
-        }
     }
 }
 

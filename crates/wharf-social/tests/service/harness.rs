@@ -8,11 +8,8 @@ use async_nats::jetstream;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::EncodePrivateKey;
-use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use prost_types::Timestamp;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use uuid::Uuid;
@@ -24,11 +21,8 @@ use wharf_proto::wharf::auth::v1::UserRegistered;
 use wharf_proto::wharf::social::v1::social_service_client::SocialServiceClient;
 use wharf_proto::wharf::social::v1::{FollowRequest, ProfileCreated, ProfileCreationFailed};
 use wharf_proto::wharf::trading::v1::{Side, TradeExecuted};
-use wharf_runtime::GrpcServer;
-use wharf_runtime::server::ServerConfig;
 use wharf_social::{App, Deps, SocialConfig};
 use wharf_testkit::{FreshDatabase, TestNats, wait_until};
-use wharf_tokens::config::ConfiguredState;
 use wharf_tokens::keys::generate_key;
 use wharf_tokens::{KeyConfig, Tokens, TokensConfig};
 
@@ -47,8 +41,7 @@ pub struct Harness {
     pub feed: Arc<ConsumerStats>,
     pub achievements: Arc<ConsumerStats>,
     pub addr: SocketAddr,
-    stop: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _served: wharf_testkit::Served,
 }
 
 /// Tokens signed by `key` (the issuer's side) and the public-key-only config a verifier gets.
@@ -61,18 +54,7 @@ pub fn keys(key: &SigningKey) -> (Tokens, TokensConfig) {
         }],
         ..TokensConfig::default()
     };
-    let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
-    let issuer = TokensConfig {
-        keys: vec![KeyConfig {
-            kid: KID.to_owned(),
-            private_key_pem: Some(pem),
-            state: ConfiguredState::Active,
-            ..KeyConfig::default()
-        }],
-        ..TokensConfig::default()
-    }
-    .tokens()
-    .unwrap();
+    let issuer = TokensConfig::signing_with(KID, key).tokens().unwrap();
     (issuer, verifier)
 }
 
@@ -112,29 +94,9 @@ impl Harness {
         let feed = app.feed_stats();
         let achievements = app.achievement_stats();
 
-        let mut server = GrpcServer::bind(&ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..ServerConfig::default()
-        })
-        .await
-        .unwrap();
+        let mut server = wharf_testkit::loopback_server().await;
         server.add_service(app.server());
-        let addr = server.local_addr();
-        let stop = CancellationToken::new();
-        let serving = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let _ = server.run_until_stopped(stop.cancelled_owned()).await;
-            })
-        };
-        let background = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                app.run_until_stopped(stop)
-                    .await
-                    .expect("social background");
-            })
-        };
+        let served = wharf_testkit::Served::start(server, move |stop| app.run_until_stopped(stop));
         Self {
             _nats: nats,
             _db: db,
@@ -145,9 +107,8 @@ impl Harness {
             registration,
             feed,
             achievements,
-            addr,
-            stop,
-            tasks: vec![serving, background],
+            addr: served.addr,
+            _served: served,
         }
     }
 
@@ -302,15 +263,6 @@ impl Harness {
         })
         .await
         .unwrap();
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        for task in &self.tasks {
-            task.abort();
-        }
     }
 }
 

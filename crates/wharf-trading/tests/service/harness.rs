@@ -4,10 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use ed25519_dalek::pkcs8::EncodePrivateKey;
-use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use wharf_events::Namespace;
@@ -15,12 +12,9 @@ use wharf_outbox::RelayConfig;
 use wharf_proto::Event;
 use wharf_proto::wharf::trading::v1::trading_service_client::TradingServiceClient;
 use wharf_proto::wharf::trading::v1::{DepositRequest, Order, PlaceOrderRequest, Side};
-use wharf_runtime::GrpcServer;
-use wharf_runtime::server::ServerConfig;
 use wharf_testkit::{FreshDatabase, TestNats, unique_name};
-use wharf_tokens::config::ConfiguredState;
 use wharf_tokens::keys::generate_key;
-use wharf_tokens::{KeyConfig, Tokens, TokensConfig};
+use wharf_tokens::{Tokens, TokensConfig};
 use wharf_trading::{App, TradingConfig};
 
 pub struct Harness {
@@ -30,8 +24,7 @@ pub struct Harness {
     pub js: jetstream::Context,
     pub tokens: Tokens,
     pub addr: SocketAddr,
-    stop: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _served: wharf_testkit::Served,
 }
 
 pub fn test_config() -> TradingConfig {
@@ -57,19 +50,8 @@ impl Harness {
                 .await
                 .expect("migrations");
         }
-        let pem = generate_key()
-            .to_pkcs8_pem(LineEnding::LF)
-            .unwrap()
-            .to_string();
-        let tokens_config = TokensConfig {
-            keys: vec![KeyConfig {
-                kid: "k".to_owned(),
-                private_key_pem: Some(pem),
-                state: ConfiguredState::Active,
-                ..KeyConfig::default()
-            }],
-            ..TokensConfig::default()
-        };
+        let key = generate_key();
+        let tokens_config = TokensConfig::signing_with("k", &key);
         let client = nats.client().await.unwrap();
         let app = App::build(
             wharf_trading::Deps {
@@ -87,38 +69,17 @@ impl Harness {
         .await
         .expect("trading app");
         let pool = app.pool().clone();
-        let mut server = GrpcServer::bind(&ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..ServerConfig::default()
-        })
-        .await
-        .unwrap();
+        let mut server = wharf_testkit::loopback_server().await;
         server.add_service(app.server());
-        let addr = server.local_addr();
-        let stop = CancellationToken::new();
-        let serving = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let _ = server.run_until_stopped(stop.cancelled_owned()).await;
-            })
-        };
-        let background = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                app.run_until_stopped(stop)
-                    .await
-                    .expect("trading background");
-            })
-        };
+        let served = wharf_testkit::Served::start(server, move |stop| app.run_until_stopped(stop));
         Self {
             nats,
             _db: db,
             pool,
             js: jetstream::new(client),
             tokens: tokens_config.tokens().unwrap(),
-            addr,
-            stop,
-            tasks: vec![serving, background],
+            addr: served.addr,
+            _served: served,
         }
     }
 
@@ -187,15 +148,6 @@ impl Harness {
             .fetch_one(&self.pool)
             .await
             .unwrap()
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        for task in &self.tasks {
-            task.abort();
-        }
     }
 }
 
