@@ -183,20 +183,27 @@ async fn fee_events(js: &jetstream::Context) -> Vec<FeeRecorded> {
     events
 }
 
+/// Enough that the batching consumer cannot apply them all between the test seeing the first
+/// twenty and its SIGKILL.
+const TRADES: i64 = 3_000;
+
 /// SIGKILL while trades are being applied, then a restart with the same settings: each of
-/// the 300 trades ends with exactly one ledger entry and exactly one `revenue.fee.recorded`
+/// the 3,000 trades ends with exactly one ledger entry and exactly one `revenue.fee.recorded`
 /// (the inbox absorbs redeliveries, JetStream's duplicate window re-published fee events), and
 /// the restarted service reports the full total over gRPC. SIGTERM then stops it cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_with_sigkill_mid_stream_and_restarted_loses_and_duplicates_nothing() {
     let world = World::new().await;
     let pool = wharf_runtime::db::connect_lazy(&world.db.config, "revenue").unwrap();
+    // A first run creates the streams and the durable consumer, and goes away; the trades then
+    // wait as a backlog, so the next run is killed while it works through them.
     let mut service = Service::spawn(&world.args(None));
     service.address().await;
+    service.child.kill().await.expect("SIGKILL");
 
     let js = world.js().await;
     let subject = Namespace::new("chaos").subject(TradeExecuted::SUBJECT);
-    let trades: Vec<TradeExecuted> = (0..300).map(trade).collect();
+    let trades: Vec<TradeExecuted> = (0..TRADES).map(trade).collect();
     for event in &trades {
         let (headers, payload) = wharf_events::envelope::encode(event, None);
         js.publish_with_headers(subject.clone(), headers, payload)
@@ -205,6 +212,8 @@ async fn killed_with_sigkill_mid_stream_and_restarted_loses_and_duplicates_nothi
             .await
             .unwrap();
     }
+    let mut service = Service::spawn(&world.args(None));
+    service.address().await;
     wait_until(WITHIN, "the service to be applying trades", || async {
         world.entries(&pool).await >= 20
     })
@@ -216,22 +225,22 @@ async fn killed_with_sigkill_mid_stream_and_restarted_loses_and_duplicates_nothi
     let mut service = Service::spawn(&world.args(None));
     let addr = service.address().await;
     wait_until(WITHIN, "every trade in the ledger", || async {
-        world.entries(&pool).await >= 300
+        world.entries(&pool).await >= TRADES
     })
     .await
     .unwrap();
     wait_until(WITHIN, "every fee event published", || async {
-        fee_events(&js).await.len() >= 300
+        fee_events(&js).await.len() >= TRADES as usize
     })
     .await
     .unwrap();
-    assert_eq!(world.entries(&pool).await, 300, "no entry twice");
+    assert_eq!(world.entries(&pool).await, TRADES, "no entry twice");
     let fees = fee_events(&js).await;
-    assert_eq!(fees.len(), 300, "no fee event twice");
+    assert_eq!(fees.len(), TRADES as usize, "no fee event twice");
     let trades_announced: std::collections::HashSet<_> =
         fees.iter().map(|fee| fee.trade_id.clone()).collect();
-    assert_eq!(trades_announced.len(), 300);
-    assert!(applied_before < 300, "the kill landed mid-stream");
+    assert_eq!(trades_announced.len(), TRADES as usize);
+    assert!(applied_before < TRADES, "the kill landed mid-stream");
 
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -252,10 +261,10 @@ async fn killed_with_sigkill_mid_stream_and_restarted_loses_and_duplicates_nothi
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(report.total_fee_minor, (0..300).sum::<i64>());
+    assert_eq!(report.total_fee_minor, (0..TRADES).sum::<i64>());
     assert_eq!(
         report.buckets.iter().map(|b| b.trade_count).sum::<i64>(),
-        300
+        TRADES
     );
 
     let pid = service.child.id().expect("running");
