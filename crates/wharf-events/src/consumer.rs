@@ -20,6 +20,11 @@
 //! message goes to `DLQ` with its subject, headers, payload, the error and the delivery count,
 //! and is terminated. Failures of the runtime's own database work (the database is down) are
 //! retried without limit: an outage must not dead-letter healthy events.
+//!
+//! Work that must follow an event's commit but has no place in its transaction (a
+//! `FIRE_AND_FORGET` announcement, a notification, a cache to invalidate) goes in an
+//! after-commit hook ([`Consumer::after_commit`]): it runs between the commit and the ack, only
+//! for events whose effect committed, at most once each.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -164,7 +169,9 @@ pub enum ConsumerError {
     Topology(#[from] TopologyError),
 }
 
-type Hook = Arc<dyn Fn(&EventContext) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+/// An after-commit hook, as the consumer stores it; see [`Consumer::after_commit`].
+pub type AfterCommit =
+    Arc<dyn Fn(&EventContext) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// A durable, idempotent consumer of events of type `E`.
 pub struct Consumer<E, H> {
@@ -175,7 +182,7 @@ pub struct Consumer<E, H> {
     config: ConsumerConfig,
     handler: Arc<H>,
     stats: Arc<ConsumerStats>,
-    after_commit: Option<Hook>,
+    after_commit: Option<AfterCommit>,
     _event: PhantomData<fn() -> E>,
 }
 
@@ -229,10 +236,42 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
         Arc::clone(&self.stats)
     }
 
-    /// Runs `hook` after each commit and before the ack: fault tests park it there to stand
-    /// for a crash between the two.
+    /// Runs `hook` for each event whose effect this consumer committed, after the commit and
+    /// before the ack. For side effects that must never happen for an event that was not
+    /// applied, and that may be lost: a `FIRE_AND_FORGET` event, a notification, a metric.
+    ///
+    /// When it runs:
+    /// - only once the transaction holding the event's inbox row and its handler's effect has
+    ///   committed, so whatever the hook reads from the database includes that effect;
+    /// - never for an event whose effect was rolled back: a handler that failed (retried or
+    ///   dead-lettered), a handler rolled back to its savepoint within a batch, a batch whose
+    ///   commit failed (its events are then applied one by one, and the hook runs for those
+    ///   that commit);
+    /// - never for a duplicate the inbox absorbs (a redelivery, or the same event id published
+    ///   again): its effect committed earlier, and the hook ran then or was lost;
+    /// - at most once per event: a crash between the commit and the hook loses it, and the
+    ///   redelivery that follows is a duplicate. What must not be lost belongs in the
+    ///   transaction (the outbox), not here.
+    ///
+    /// The hook is awaited in the event's tracing span, before its ack and while its
+    /// concurrency slot is held; the events of a batch run theirs one after another, in the
+    /// batch's order. Keep it short — queue work, never wait on a remote service. Setting a
+    /// hook replaces the previous one.
+    pub fn after_commit<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(&EventContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.after_commit = Some(Arc::new(move |ctx: &EventContext| {
+            Box::pin(hook(ctx)) as Pin<Box<dyn Future<Output = ()> + Send>>
+        }));
+        self
+    }
+
+    /// [`Consumer::after_commit`] with a hook already in its stored form (fault tests park it
+    /// to stand for a crash between the commit and the ack).
     #[doc(hidden)]
-    pub fn with_after_commit_hook(mut self, hook: Hook) -> Self {
+    pub fn with_after_commit_hook(mut self, hook: AfterCommit) -> Self {
         self.after_commit = Some(hook);
         self
     }
@@ -345,7 +384,7 @@ struct Worker<E, H> {
     config: ConsumerConfig,
     handler: Arc<H>,
     stats: Arc<ConsumerStats>,
-    after_commit: Option<Hook>,
+    after_commit: Option<AfterCommit>,
     _event: PhantomData<fn() -> E>,
 }
 

@@ -16,8 +16,6 @@
 //! or down, never failing or slowing the consumer.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -109,10 +107,6 @@ pub const RULES: &[Rule] = &[
 pub fn met(stats: &TradeStats) -> impl Iterator<Item = &'static Rule> + '_ {
     RULES.iter().filter(|rule| rule.when.met(stats))
 }
-
-/// The shape of the consumer's after-commit hook.
-pub(crate) type AfterCommit =
-    Arc<dyn Fn(&EventContext) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// An achievement this transaction unlocked, to announce after it commits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,7 +282,9 @@ impl Handler<TradeExecuted> for Gamify {
 
 impl Announcer {
     /// Emits the event and the notification of every achievement the message at `ctx`
-    /// unlocked. Returns at once: both are queued, never awaited.
+    /// unlocked. Returns at once: both are queued, never awaited. Run as the consumer's
+    /// [`after_commit`](wharf_events::Consumer::after_commit) hook, so only for trades whose
+    /// unlocks committed, and never for a duplicate.
     pub fn announce(&self, ctx: &EventContext) {
         for unlock in self.pending.take(ctx.stream_sequence) {
             let at = timestamp(unlock.unlocked_at);
@@ -312,14 +308,6 @@ impl Announcer {
                 ),
             });
         }
-    }
-
-    /// The consumer's after-commit hook.
-    pub(crate) fn hook(self) -> AfterCommit {
-        Arc::new(move |ctx: &EventContext| {
-            self.announce(ctx);
-            Box::pin(std::future::ready(()))
-        })
     }
 }
 

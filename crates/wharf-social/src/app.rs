@@ -152,7 +152,10 @@ impl App {
             consumer_config(ACHIEVEMENTS_CONSUMER),
             gamify,
         )
-        .with_after_commit_hook(announcer.hook());
+        .after_commit(move |ctx| {
+            announcer.announce(ctx);
+            std::future::ready(())
+        });
         let handlers = SocialHandlers::new(pool.clone(), Arc::new(tokens));
         Ok(Self {
             handlers,
