@@ -3,9 +3,10 @@
 //!
 //! Built from the event's own payload (push consistency: trading's database is never read).
 //! The items are keyed by (follower, trade): a duplicate delivery is absorbed by the inbox,
-//! and a re-driven trade (the same trade under a new event id) finds every item already there
-//! and writes none. Someone who stopped following the trader before the trade arrives gets no
-//! item; the items they already have stay.
+//! and a re-driven trade (the same trade under a new event id) finds its `feed_trades` row and
+//! every item already there, and writes items only for those who followed since. Someone who
+//! stopped following the trader before the trade arrives gets no item; the items they already
+//! have stay. A trade's first fan-out pays no per-row conflict check (see [`store::fan_out`]).
 //!
 //! Auxiliary by contract (§1): nothing waits for a feed, and trading never learns whether the
 //! consumer is running.

@@ -300,25 +300,46 @@ pub struct FeedTrade {
     pub occurred_at: DateTime<Utc>,
 }
 
-/// Writes one item per follower of the trade's actor, in one set-based statement; a
+/// Writes one item per follower of the trade's actor, with one set-based statement; a
 /// follower who already has the trade keeps their item. Returns the items written.
+///
+/// The first fan-out of a trade claims its `feed_trades` row and inserts the items without a
+/// conflict check: none can exist, since items are only ever written with that row, in one
+/// transaction. A trade fanned out before (a re-drive under a new event id) is written with
+/// `ON CONFLICT DO NOTHING`, reaching only those who followed since. Two transactions fanning
+/// out one trade at once meet on its row: the second waits for the first, then takes the
+/// second path (or the first, if the first rolled back).
 pub async fn fan_out(
     tx: &mut Transaction<'_, Postgres>,
     trade: &FeedTrade,
 ) -> Result<u64, sqlx::Error> {
-    let written = sqlx::query(
-        "INSERT INTO feed_items (follower_id, trade_id, actor_user_id, kind, text, occurred_at) \
-         SELECT f.follower_id, $2, $1, $3, $4, $5 FROM follows f WHERE f.followee_id = $1 \
+    let claimed = sqlx::query(
+        "INSERT INTO feed_trades (trade_id, actor_user_id) VALUES ($1, $2) \
          ON CONFLICT DO NOTHING",
     )
-    .bind(&trade.actor_user_id)
     .bind(trade.trade_id)
-    .bind(trade.kind)
-    .bind(&trade.text)
-    .bind(trade.occurred_at)
+    .bind(&trade.actor_user_id)
     .execute(&mut **tx)
     .await?
-    .rows_affected();
+    .rows_affected()
+        == 1;
+    let statement = if claimed {
+        "INSERT INTO feed_items (follower_id, trade_id, actor_user_id, kind, text, occurred_at) \
+         SELECT f.follower_id, $2, $1, $3, $4, $5 FROM follows f WHERE f.followee_id = $1"
+    } else {
+        "INSERT INTO feed_items (follower_id, trade_id, actor_user_id, kind, text, occurred_at) \
+         SELECT f.follower_id, $2, $1, $3, $4, $5 FROM follows f WHERE f.followee_id = $1 \
+         ON CONFLICT DO NOTHING"
+    };
+    let written = sqlx::query(statement)
+        .bind(&trade.actor_user_id)
+        .bind(trade.trade_id)
+        .bind(trade.kind)
+        .bind(&trade.text)
+        .bind(trade.occurred_at)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
     Ok(written)
 }
 

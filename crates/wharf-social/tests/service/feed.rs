@@ -60,6 +60,36 @@ async fn a_trade_reaches_every_follower_once_under_duplicates_and_redrives() {
     assert!(!item.feed_item_id.is_empty());
 }
 
+/// A re-driven trade (already fanned out, so it takes the `ON CONFLICT` path instead of the
+/// first fan-out's plain insert) reaches only those who followed the trader since; everyone
+/// keeps exactly one item, and the trade has one `feed_trades` row.
+#[tokio::test]
+async fn a_redriven_trade_reaches_only_new_followers() {
+    let h = Harness::start().await;
+    let trader = h.register("trader").await;
+    let early = h.register("early").await;
+    let late = h.register("late").await;
+    h.follow(&early, &trader).await;
+
+    let event = trade(&trader, 1_000, 1_700_000_000);
+    h.publish(&event).await;
+    h.wait_handled(&h.feed, 1).await;
+    assert_eq!(h.feed_rows(&early).await.len(), 1);
+    assert!(h.feed_rows(&late).await.is_empty(), "not yet a follower");
+
+    h.follow(&late, &trader).await;
+    h.publish(&redrive(&event)).await;
+    h.wait_handled(&h.feed, 2).await;
+
+    for follower in [&early, &late] {
+        let rows = h.feed_rows(follower).await;
+        assert_eq!(rows.len(), 1, "{follower}: {rows:?}");
+        assert_eq!(rows[0].0.to_string(), event.trade_id);
+    }
+    assert_eq!(h.count("SELECT count(*) FROM feed_items").await, 2);
+    assert_eq!(h.count("SELECT count(*) FROM feed_trades").await, 1);
+}
+
 #[tokio::test]
 async fn unfollowed_users_get_no_new_items_and_feeds_are_newest_first() {
     let h = Harness::start().await;
