@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::cli::Params;
 use crate::machine::Machine;
 use crate::results::Results;
+use crate::scenarios::isolation::{self, Compared};
 
 /// Relay drain ≥ this × L1; consumer drain ≥ this × L3.
 pub const RATIO_TARGET: f64 = 0.7;
@@ -25,6 +26,8 @@ pub const CHEAP_P99_FACTOR: f64 = 2.0;
 pub const PLACE_ORDER_RATIO_TARGET: f64 = 0.6;
 /// Order commit → ledger entry p99 at half the `PlaceOrder` rate.
 pub const LEDGER_P99_TARGET_MS: f64 = 20.0;
+/// `PlaceOrder` and `Login` p99 with social stopped ≤ this × their p99 with social running.
+pub const ISOLATION_P99_FACTOR: f64 = isolation::BOUND;
 
 /// One target of the issue, checked.
 #[derive(Debug, Clone, Serialize)]
@@ -90,6 +93,19 @@ impl Report {
 
     pub fn table(&self) -> String {
         table::render(self)
+    }
+}
+
+/// p99 with social stopped against p99 with social running, target ≤ the scenario's bound.
+fn isolation_check(name: &'static str, compared: &Compared) -> Check {
+    Check {
+        name,
+        value: compared.social_stopped.p99_ms,
+        unit: "ms",
+        limit: Some(compared.social_running.p99_ms),
+        ratio: Some(compared.p99_ratio),
+        target: format!("≤ {ISOLATION_P99_FACTOR:.1}×"),
+        pass: compared.p99_ratio <= ISOLATION_P99_FACTOR,
     }
 }
 
@@ -176,6 +192,8 @@ fn checks(results: &Results) -> Vec<Check> {
                 pass: social.ratio >= social.target_ratio,
             }
         },
+        isolation_check("isolation_order_p99", &results.isolation.place_order),
+        isolation_check("isolation_login_p99", &results.isolation.login),
         {
             let auth = &results.auth;
             let limit = auth.cheap_unloaded.p99_ms;

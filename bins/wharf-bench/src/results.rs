@@ -169,4 +169,5 @@ pub struct Results {
     pub auth: crate::scenarios::auth::AuthRun,
     pub trading: crate::scenarios::trading::TradingRun,
     pub social: crate::scenarios::social::SocialRun,
+    pub isolation: crate::scenarios::isolation::IsolationRun,
 }

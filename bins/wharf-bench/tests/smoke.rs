@@ -72,6 +72,12 @@ async fn quick_run_reports_every_scenario_and_cleans_up() {
         "/results/trading/commit_to_ledger/p99_ms",
         "/results/social/raw_insert/per_second",
         "/results/social/fan_out/per_second",
+        "/results/isolation/place_order/social_running/p99_ms",
+        "/results/isolation/place_order/social_stopped/p99_ms",
+        "/results/isolation/login/social_running/p99_ms",
+        "/results/isolation/login/social_stopped/p99_ms",
+        "/results/isolation/backlog_on_return",
+        "/results/isolation/feed_items",
         "/machine/nproc",
     ] {
         assert_positive(&report, pointer);
@@ -104,6 +110,8 @@ async fn quick_run_reports_every_scenario_and_cleans_up() {
             "place_order",
             "ledger_p99",
             "feed_fan_out",
+            "isolation_order_p99",
+            "isolation_login_p99",
             "cheap_rpc_p99_under_login_load"
         ]
     );

@@ -124,6 +124,28 @@ pub fn render(report: &Report) -> String {
             format!("insert {:.0} rows/s", results.social.raw_insert.per_second),
         ),
         (
+            "isolation_order_p99",
+            format!(
+                "PlaceOrder p99 @{}/s, social stopped",
+                results.isolation.place_order.rate
+            ),
+            format!(
+                "running {:.2} ms",
+                results.isolation.place_order.social_running.p99_ms
+            ),
+        ),
+        (
+            "isolation_login_p99",
+            format!(
+                "Login p99 @{}/s, social stopped",
+                results.isolation.login.rate
+            ),
+            format!(
+                "running {:.2} ms",
+                results.isolation.login.social_running.p99_ms
+            ),
+        ),
+        (
             "cheap_rpc_p99_under_login_load",
             format!("GetJwks p99 @{}/s under login load", auth.cheap_rate),
             format!("alone {:.2} ms", auth.cheap_unloaded.p99_ms),

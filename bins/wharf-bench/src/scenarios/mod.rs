@@ -10,10 +10,14 @@
 //! - [`consume`]: the consumer draining a stream.
 //! - [`latency`]: commit → consumer-commit at a fixed rate, open loop.
 //! - [`auth`]: login throughput against the argon2id limit, a cheap RPC's p99 under login load.
+//! - [`trading`]: `PlaceOrder` against its transaction; order → ledger latency.
+//! - [`social`]: a trade fanned out to 10,000 followers against the raw insert.
+//! - [`isolation`]: order and login latency with social running, then stopped.
 
 pub mod apply;
 pub mod auth;
 pub mod consume;
+pub mod isolation;
 pub mod latency;
 pub mod publish;
 pub mod relay;
@@ -38,6 +42,8 @@ pub async fn run_all(env: &BenchEnv, params: &Params) -> anyhow::Result<Results>
     let trading = trading::run(env, params).await?;
     quiesce(env, params).await;
     let social = social::run(env, params).await?;
+    quiesce(env, params).await;
+    let isolation = isolation::run(env, params).await?;
     Ok(Results {
         l1,
         l3,
@@ -47,6 +53,7 @@ pub async fn run_all(env: &BenchEnv, params: &Params) -> anyhow::Result<Results>
         auth,
         trading,
         social,
+        isolation,
     })
 }
 
@@ -97,6 +104,11 @@ pub async fn run_some(env: &BenchEnv, params: &Params) -> anyhow::Result<()> {
             "social: {} followers; raw insert {:.0} rows/s, fan-out {:.0} items/s (ratio {:.2})",
             run.followers, run.raw_insert.per_second, run.fan_out.per_second, run.ratio,
         ));
+    }
+    if wanted(Scenario::Isolation) {
+        quiesce(env, params).await;
+        // The figures are in the progress line the scenario prints.
+        isolation::run(env, params).await?;
     }
     if wanted(Scenario::Latency) {
         let run = latency::run(env, params).await?;

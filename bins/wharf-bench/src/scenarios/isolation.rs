@@ -1,0 +1,739 @@
+//! Isolation: with social stopped, orders and logins keep the latency they have with social
+//! running (issue 6: social is best effort; nothing on the order or login path waits for it).
+//!
+//! Auth, trading, revenue and social run in this process on one namespace, as in `wharf dev`:
+//! social's feed and achievement consumers read the trades that trading's relay publishes, and
+//! every trader has followers, so each trade is real work for social (a feed item per
+//! follower, the rules). `PlaceOrder` and `Login` are called over gRPC at fixed rates, open
+//! loop, each call timed from its scheduled start, in two phases of the same length:
+//!
+//! 1. **social running**, applying every trade as it comes;
+//! 2. **social stopped**: its consumers and service cancelled, while trades and logins keep
+//!    being published (the trades wait in JetStream for its durable consumers).
+//!
+//! Then social starts again and must catch up: every trade of the run reaches every follower's
+//! feed. The backlog it found proves it was stopped; the catch-up, that nothing was lost.
+//!
+//! Checks: p99 with social stopped ≤ [`BOUND`] × p99 with social running, for `PlaceOrder` and
+//! for `Login`. Stopping social removes work from the machine, so the figure it guards against
+//! is a coupling (a call that waits on social, a publish that blocks behind its backlog), which
+//! shows up as timeouts or multiples; 1.5 × leaves room for the noise of a p99 of a few hundred
+//! calls on a shared two-core machine.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tonic::Request;
+use tonic::transport::Channel;
+use wharf_auth::{AuthConfig, AuthLimits};
+use wharf_events::Topology;
+use wharf_proto::Event;
+use wharf_proto::wharf::auth::v1::auth_service_client::AuthServiceClient;
+use wharf_proto::wharf::auth::v1::{LoginRequest, RegisterRequest};
+use wharf_proto::wharf::trading::v1::trading_service_client::TradingServiceClient;
+use wharf_proto::wharf::trading::v1::{DepositRequest, PlaceOrderRequest, Side, TradeExecuted};
+use wharf_resilience::Limit;
+use wharf_runtime::GrpcServer;
+use wharf_runtime::config::RedisConfig;
+use wharf_runtime::db::DatabaseConfig;
+use wharf_runtime::server::ServerConfig;
+use wharf_tokens::{Tokens, TokensConfig};
+
+use super::progress;
+use crate::cli::Params;
+use crate::env::BenchEnv;
+use crate::results::{Percentiles, Throughput, micros_histogram};
+
+/// p99 with social stopped may be at most this many times p99 with social running.
+pub const BOUND: f64 = 1.5;
+const PASSWORD: &str = "bench password, long enough";
+
+/// The run's sizes.
+struct Sizes {
+    phase: Duration,
+    warm_up: Duration,
+    order_rate: u32,
+    login_rate: u32,
+    traders: usize,
+    followers: usize,
+    login_users: usize,
+}
+
+impl Sizes {
+    fn of(params: &Params) -> Self {
+        if params.quick {
+            Self {
+                phase: Duration::from_secs(3),
+                warm_up: Duration::from_secs(1),
+                order_rate: 50,
+                login_rate: 5,
+                traders: 4,
+                followers: 20,
+                login_users: 2,
+            }
+        } else {
+            Self {
+                phase: Duration::from_secs(15),
+                warm_up: Duration::from_secs(2),
+                order_rate: 100,
+                login_rate: 10,
+                traders: 8,
+                followers: 100,
+                login_users: 4,
+            }
+        }
+    }
+}
+
+/// One operation's latency in the two phases.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Compared {
+    /// Calls per second, open loop.
+    pub rate: u32,
+    pub social_running: Percentiles,
+    pub social_stopped: Percentiles,
+    /// `social_stopped.p99_ms / social_running.p99_ms`; target ≤ [`BOUND`].
+    pub p99_ratio: f64,
+}
+
+impl Compared {
+    fn new(rate: u32, social_running: Percentiles, social_stopped: Percentiles) -> Self {
+        Self {
+            rate,
+            social_running,
+            social_stopped,
+            p99_ratio: social_stopped.p99_ms / social_running.p99_ms.max(f64::MIN_POSITIVE),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IsolationRun {
+    /// Seconds of each phase.
+    pub phase_s: f64,
+    pub traders: usize,
+    /// Followers of each trader: feed items social writes per trade.
+    pub followers: usize,
+    /// `PlaceOrder` over gRPC, spread over the traders.
+    pub place_order: Compared,
+    /// `Login` over gRPC (argon2id verify, Redis, the ACKED `logged_in` publish).
+    pub login: Compared,
+    /// Trades social's feed consumer applied while running (warm-up and phase 1).
+    pub applied_while_running: u64,
+    /// Trades waiting for social's feed consumer when it started again.
+    pub backlog_on_return: u64,
+    /// Social catching up: trades fanned out from its return until every trade of the run was
+    /// in the feeds.
+    pub catch_up: Throughput,
+    /// Feed items of the run's trades, checked: trades × followers.
+    pub feed_items: u64,
+    pub bound: f64,
+}
+
+pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<IsolationRun> {
+    let sizes = Sizes::of(params);
+    let platform = Platform::start(env).await?;
+    let result = measure(&platform, &sizes).await;
+    platform.stop().await;
+    let run = result?;
+    progress(&format!(
+        "isolation: PlaceOrder @{}/s p99 {:.2} ms with social running, {:.2} ms stopped ({:.2}×); Login @{}/s p99 {:.2} → {:.2} ms ({:.2}×); bound ≤ {BOUND}×",
+        run.place_order.rate,
+        run.place_order.social_running.p99_ms,
+        run.place_order.social_stopped.p99_ms,
+        run.place_order.p99_ratio,
+        run.login.rate,
+        run.login.social_running.p99_ms,
+        run.login.social_stopped.p99_ms,
+        run.login.p99_ratio,
+    ));
+    Ok(run)
+}
+
+async fn measure(platform: &Platform, sizes: &Sizes) -> anyhow::Result<IsolationRun> {
+    progress(&format!(
+        "isolation: {} traders with {} followers each, {} login users",
+        sizes.traders, sizes.followers, sizes.login_users
+    ));
+    let traders = platform.traders(sizes.traders).await?;
+    platform.follow(&traders, sizes.followers).await?;
+    let emails = platform.login_users(sizes.login_users).await?;
+    let load = Load {
+        orders: Arc::new(platform.order_calls(&traders).await?),
+        logins: Arc::new(platform.login_calls(emails).await?),
+        order_rate: sizes.order_rate,
+        login_rate: sizes.login_rate,
+    };
+
+    let social = platform.start_social().await?;
+    progress("isolation: warm-up, social running");
+    load.run("warm-up", sizes.warm_up).await?;
+    progress(&format!(
+        "isolation: phase 1, social running ({:.0} s)",
+        sizes.phase.as_secs_f64()
+    ));
+    let (orders_running, logins_running) = load.run("running", sizes.phase).await?;
+    let applied_while_running = social.feed.applied();
+    anyhow::ensure!(
+        applied_while_running > 0,
+        "social applied no trade while it was running"
+    );
+    social.stop().await;
+
+    progress(&format!(
+        "isolation: phase 2, social stopped ({:.0} s)",
+        sizes.phase.as_secs_f64()
+    ));
+    let (orders_stopped, logins_stopped) = load.run("stopped", sizes.phase).await?;
+
+    // Every trade of the run is out of trading's outbox, so what social finds is all of it.
+    platform.wait_relayed(Duration::from_secs(120)).await?;
+    let backlog_on_return = platform.feed_backlog().await?;
+    anyhow::ensure!(
+        backlog_on_return > 0,
+        "no trade was waiting for social: it was not stopped, or trading stopped publishing"
+    );
+    progress(&format!(
+        "isolation: social returns to {backlog_on_return} waiting trades"
+    ));
+    let returned = Instant::now();
+    let social = platform.start_social().await?;
+    let trades = platform.trades().await?;
+    let fanned_out = platform.wait_fanned_out(trades, sizes.followers).await;
+    let caught_up = returned.elapsed();
+    let applied_after_return = social.feed.applied();
+    social.stop().await;
+    let feed_items = fanned_out?;
+
+    Ok(IsolationRun {
+        phase_s: sizes.phase.as_secs_f64(),
+        traders: sizes.traders,
+        followers: sizes.followers,
+        place_order: Compared::new(sizes.order_rate, orders_running, orders_stopped),
+        login: Compared::new(sizes.login_rate, logins_running, logins_stopped),
+        applied_while_running,
+        backlog_on_return,
+        catch_up: Throughput::new(applied_after_return, caught_up),
+        feed_items,
+        bound: BOUND,
+    })
+}
+
+/// A prepared request: a client and the call's arguments.
+type OrderCall = (TradingServiceClient<Channel>, String, String);
+type LoginCall = (AuthServiceClient<Channel>, String);
+
+/// Orders and logins at their rates, open loop, both at once.
+struct Load {
+    orders: Arc<Vec<OrderCall>>,
+    logins: Arc<Vec<LoginCall>>,
+    order_rate: u32,
+    login_rate: u32,
+}
+
+impl Load {
+    /// Runs both for `window`; each call's latency counts from its scheduled start, so a
+    /// stalled server cannot hide its queue.
+    async fn run(
+        &self,
+        phase: &str,
+        window: Duration,
+    ) -> anyhow::Result<(Percentiles, Percentiles)> {
+        let orders = Arc::clone(&self.orders);
+        let phase_key = format!("{phase}-{}", uuid::Uuid::now_v7().simple());
+        let place = open_loop(self.order_rate, window, move |index| {
+            let (mut client, user, token) = orders[index % orders.len()].clone();
+            let key = format!("iso-{phase_key}-{index}");
+            async move {
+                client
+                    .place_order(bearer(&token, place_request(&key)))
+                    .await
+                    .map(drop)
+                    .map_err(|status| anyhow::anyhow!("PlaceOrder for {user}: {status}"))
+            }
+        });
+        let logins = Arc::clone(&self.logins);
+        let login = open_loop(self.login_rate, window, move |index| {
+            let (mut client, email) = logins[index % logins.len()].clone();
+            async move {
+                client
+                    .login(LoginRequest {
+                        email: email.clone(),
+                        password: PASSWORD.to_owned(),
+                    })
+                    .await
+                    .map(drop)
+                    .map_err(|status| anyhow::anyhow!("Login for {email}: {status}"))
+            }
+        });
+        let (orders, logins) = tokio::join!(place, login);
+        Ok((orders?, logins?))
+    }
+}
+
+/// `rate` calls per second for `window`, each started at its slot whatever the others do.
+async fn open_loop<F, Fut>(rate: u32, window: Duration, call: F) -> anyhow::Result<Percentiles>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let interval = Duration::from_secs(1) / rate.max(1);
+    let calls = (f64::from(rate) * window.as_secs_f64()).round().max(1.0) as usize;
+    let start = tokio::time::Instant::now() + Duration::from_millis(10);
+    let mut pending = Vec::with_capacity(calls);
+    for index in 0..calls {
+        let due = start + interval * u32::try_from(index).unwrap_or(u32::MAX);
+        tokio::time::sleep_until(due).await;
+        let call = call(index);
+        pending.push(tokio::spawn(async move {
+            call.await?;
+            Ok::<Duration, anyhow::Error>(due.elapsed())
+        }));
+    }
+    let mut histogram = micros_histogram();
+    for call in pending {
+        let elapsed = call.await.context("a call panicked")??;
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        histogram
+            .record(micros.max(1))
+            .context("histogram bounds")?;
+    }
+    Ok(Percentiles::from_micros(&histogram))
+}
+
+fn place_request(key: &str) -> PlaceOrderRequest {
+    PlaceOrderRequest {
+        idempotency_key: key.to_owned(),
+        instrument: "BOLT".to_owned(),
+        side: Side::Buy.into(),
+        quantity: 1,
+    }
+}
+
+fn bearer<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// Auth, trading and revenue serving over one gRPC server for the whole run; social started
+/// and stopped by the phases.
+struct Platform {
+    addr: SocketAddr,
+    database: DatabaseConfig,
+    nats: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    topology: Topology,
+    tokens_config: TokensConfig,
+    tokens: Tokens,
+    pool: sqlx::PgPool,
+    redis: RedisConfig,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A running social service.
+struct Social {
+    feed: Arc<wharf_events::consumer::ConsumerStats>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Social {
+    async fn stop(self) {
+        self.stop.cancel();
+        if tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .is_err()
+        {
+            eprintln!("wharf-bench: the social service did not stop within 60 s");
+        }
+    }
+}
+
+impl Platform {
+    async fn start(env: &BenchEnv) -> anyhow::Result<Self> {
+        let database = env.database_config();
+        for schema in wharf_auth::schemas()
+            .into_iter()
+            .chain(wharf_trading::schemas())
+            .chain(wharf_revenue::schemas())
+            .chain(wharf_social::schemas())
+        {
+            wharf_runtime::db::migrate(&database, &schema)
+                .await
+                .context("failed to migrate the services' schemas")?;
+        }
+        let topology = env.topology("isolation").await?;
+        let mut tokens_config = TokensConfig::default();
+        tokens_config.with_development_key();
+        let tokens = tokens_config.tokens()?;
+        let redis = RedisConfig {
+            url: std::env::var("REDIS_URL").unwrap_or_else(|_| RedisConfig::default().url),
+            key_prefix: format!("{}-iso:", env.tag()),
+            ..RedisConfig::default()
+        };
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let unlimited = Limit::new(1_000_000, Duration::from_secs(1));
+        let auth = wharf_auth::App::build(
+            wharf_auth::Deps {
+                database: database.clone(),
+                nats: env.client.clone(),
+                redis: redis.clone(),
+                namespace: topology.namespace.clone(),
+                relay: wharf_outbox::RelayConfig::default(),
+            },
+            AuthConfig {
+                password_workers: cores,
+                // Registrations stay in auth's outbox: this run's users are made ACTIVE below.
+                relay: false,
+                limits: AuthLimits {
+                    login_per_address: unlimited,
+                    login_failures_per_account_address: unlimited,
+                    login_failures_per_account: unlimited,
+                    register_per_address: unlimited,
+                    refresh_per_address: unlimited,
+                },
+                ..AuthConfig::default()
+            },
+            &tokens_config,
+        )
+        .await
+        .context("failed to start auth")?;
+        let trading = wharf_trading::App::build(
+            wharf_trading::Deps {
+                database: database.clone(),
+                nats: env.client.clone(),
+                namespace: topology.namespace.clone(),
+                relay: wharf_outbox::RelayConfig::default(),
+            },
+            wharf_trading::TradingConfig {
+                reconcile: wharf_trading::ReconcileConfig {
+                    interval: Duration::ZERO,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            &tokens_config,
+        )
+        .await
+        .context("failed to start trading")?;
+        let revenue = wharf_revenue::App::build(
+            wharf_revenue::Deps {
+                database: database.clone(),
+                nats: env.client.clone(),
+                namespace: topology.namespace.clone(),
+                relay: wharf_outbox::RelayConfig::default(),
+            },
+            wharf_revenue::RevenueConfig::default(),
+            &tokens_config,
+        )
+        .await
+        .context("failed to start revenue")?;
+
+        let mut server = GrpcServer::bind(&ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_concurrent_requests: 4096,
+            ..ServerConfig::default()
+        })
+        .await?;
+        server.add_service(auth.server());
+        server.add_service(trading.server());
+        let addr = server.local_addr();
+        let pool = trading.pool().clone();
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        {
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let _ = server.run_until_stopped(stop.cancelled_owned()).await;
+            }));
+        }
+        {
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(err) = auth.run_until_stopped(stop).await {
+                    tracing::error!(error = %err, "auth background work failed");
+                }
+            }));
+        }
+        {
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(err) = trading.run_until_stopped(stop).await {
+                    tracing::error!(error = %err, "trading background work failed");
+                }
+            }));
+        }
+        {
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(err) = revenue.run_until_stopped(stop).await {
+                    tracing::error!(error = %err, "revenue background work failed");
+                }
+            }));
+        }
+        Ok(Self {
+            addr,
+            database,
+            nats: env.client.clone(),
+            js: env.js.clone(),
+            topology,
+            tokens_config,
+            tokens,
+            pool,
+            redis,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Social with all its consumers, as in `wharf dev` (its relay off: nothing here answers
+    /// registrations).
+    async fn start_social(&self) -> anyhow::Result<Social> {
+        let app = wharf_social::App::build(
+            wharf_social::Deps {
+                database: self.database.clone(),
+                nats: self.nats.clone(),
+                namespace: self.topology.namespace.clone(),
+                relay: wharf_outbox::RelayConfig::default(),
+            },
+            wharf_social::SocialConfig {
+                relay: false,
+                ..wharf_social::SocialConfig::default()
+            },
+            &self.tokens_config,
+        )
+        .await
+        .context("failed to start social")?;
+        let feed = app.feed_stats();
+        let stop = CancellationToken::new();
+        let task = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                if let Err(err) = app.run_until_stopped(stop).await {
+                    tracing::error!(error = %err, "social background work failed");
+                }
+            })
+        };
+        Ok(Social { feed, stop, task })
+    }
+
+    async fn channel(&self) -> anyhow::Result<Channel> {
+        Ok(Channel::from_shared(format!("http://{}", self.addr))?
+            .connect()
+            .await?)
+    }
+
+    /// `count` funded trading users with social profiles. Untimed.
+    async fn traders(&self, count: usize) -> anyhow::Result<Vec<String>> {
+        let mut client = TradingServiceClient::new(self.channel().await?);
+        let mut traders = Vec::with_capacity(count);
+        for n in 0..count {
+            let user = format!("iso-trader-{n}");
+            let token = self.tokens.issue(&user, "bench", &[])?.0;
+            client
+                .deposit(bearer(
+                    &token,
+                    DepositRequest {
+                        idempotency_key: "fund".to_owned(),
+                        amount_minor: 1_000_000_000_000,
+                    },
+                ))
+                .await
+                .context("failed to fund a trader")?;
+            traders.push(user);
+        }
+        Ok(traders)
+    }
+
+    /// Profiles for the traders and `followers` fans, each fan following every trader, in
+    /// social's schema. Untimed.
+    async fn follow(&self, traders: &[String], followers: usize) -> anyhow::Result<()> {
+        let count = i64::try_from(followers).context("too many followers")?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO social.profiles (user_id, handle, display_name, registration_event_id) \
+             SELECT t.user_id, replace(t.user_id, '-', '_'), t.user_id, gen_random_uuid() \
+             FROM unnest($1::text[]) AS t (user_id) \
+             UNION ALL \
+             SELECT 'iso-fan-' || n, 'iso_fan_' || n, 'Fan ' || n, gen_random_uuid() \
+             FROM generate_series(1, $2::bigint) AS n",
+        )
+        .bind(traders)
+        .bind(count)
+        .execute(&mut *tx)
+        .await
+        .context("failed to seed the profiles")?;
+        sqlx::query(
+            "INSERT INTO social.follows (followee_id, follower_id) \
+             SELECT t.user_id, 'iso-fan-' || n \
+             FROM unnest($1::text[]) AS t (user_id), generate_series(1, $2::bigint) AS n",
+        )
+        .bind(traders)
+        .bind(count)
+        .execute(&mut *tx)
+        .await
+        .context("failed to seed the follows")?;
+        tx.commit().await?;
+        sqlx::query("ANALYZE social.profiles, social.follows")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// `count` ACTIVE auth users (registered through the RPC; social's saga reply is stood in
+    /// for by an UPDATE). Untimed.
+    async fn login_users(&self, count: usize) -> anyhow::Result<Vec<String>> {
+        let mut client = AuthServiceClient::new(self.channel().await?);
+        let mut emails = Vec::with_capacity(count);
+        for n in 0..count {
+            let email = format!("iso{n}@example.com");
+            client
+                .register(RegisterRequest {
+                    email: email.clone(),
+                    password: PASSWORD.to_owned(),
+                    handle: format!("iso_{n}"),
+                    ..RegisterRequest::default()
+                })
+                .await
+                .context("failed to register a login user")?;
+            emails.push(email);
+        }
+        sqlx::query("UPDATE auth.users SET status = 'ACTIVE' WHERE email = ANY($1)")
+            .bind(&emails)
+            .execute(&self.pool)
+            .await
+            .context("failed to activate the login users")?;
+        Ok(emails)
+    }
+
+    /// A connection and a token per trader.
+    async fn order_calls(&self, traders: &[String]) -> anyhow::Result<Vec<OrderCall>> {
+        let mut calls = Vec::with_capacity(traders.len());
+        for user in traders {
+            let client = TradingServiceClient::new(self.channel().await?);
+            let token = self.tokens.issue(user, "bench", &[])?.0;
+            calls.push((client, user.clone(), token));
+        }
+        Ok(calls)
+    }
+
+    /// A connection per login user.
+    async fn login_calls(&self, emails: Vec<String>) -> anyhow::Result<Vec<LoginCall>> {
+        let mut calls = Vec::with_capacity(emails.len());
+        for email in emails {
+            calls.push((AuthServiceClient::new(self.channel().await?), email));
+        }
+        Ok(calls)
+    }
+
+    /// Waits until trading's relay has published every trade (its outbox is empty).
+    async fn wait_relayed(&self, within: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM trading.outbox")
+                .fetch_one(&self.pool)
+                .await?;
+            if left == 0 {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                start.elapsed() < within,
+                "{left} rows still in trading's outbox after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Trades stored for social's feed consumer and not yet delivered to it.
+    async fn feed_backlog(&self) -> anyhow::Result<u64> {
+        let stream = self
+            .js
+            .get_stream(self.topology.stream_name(TradeExecuted::STREAM))
+            .await
+            .context("the trading stream")?;
+        let durable = self.topology.namespace.durable(wharf_social::FEED_CONSUMER);
+        let info = stream
+            .consumer_info(&durable)
+            .await
+            .context("the feed consumer's state")?;
+        Ok(info.num_pending + info.num_ack_pending as u64)
+    }
+
+    /// The trades the run's traders made.
+    async fn trades(&self) -> anyhow::Result<u64> {
+        let trades: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM trading.trades t JOIN trading.accounts a ON a.id = t.account_id \
+             WHERE a.user_id LIKE 'iso-trader-%'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(trades).unwrap_or(0))
+    }
+
+    /// Waits until each of `trades` is in every follower's feed; returns the feed items.
+    async fn wait_fanned_out(&self, trades: u64, followers: usize) -> anyhow::Result<u64> {
+        let within = super::deadline_for(trades, 20);
+        let start = Instant::now();
+        loop {
+            let fanned_out: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM social.feed_trades WHERE actor_user_id LIKE 'iso-trader-%'",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            if u64::try_from(fanned_out).unwrap_or(0) >= trades {
+                break;
+            }
+            anyhow::ensure!(
+                start.elapsed() < within,
+                "social fanned out {fanned_out} of {trades} trades within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let items: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM social.feed_items WHERE actor_user_id LIKE 'iso-trader-%'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let items = u64::try_from(items).unwrap_or(0);
+        let expected = trades * followers as u64;
+        anyhow::ensure!(
+            items == expected,
+            "the feeds hold {items} items of the run's trades, not {trades} × {followers}"
+        );
+        Ok(items)
+    }
+
+    /// Stops every service and deletes the sessions and limits the run wrote to Redis.
+    async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Err(err) = delete_keys(&self.redis).await {
+            eprintln!(
+                "wharf-bench: could not delete Redis keys {}*: {err}",
+                self.redis.key_prefix
+            );
+        }
+    }
+}
+
+async fn delete_keys(config: &RedisConfig) -> anyhow::Result<()> {
+    let mut redis = config.connect_lazy()?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", config.key_prefix))
+        .query_async(&mut redis)
+        .await?;
+    for chunk in keys.chunks(500) {
+        let _: i64 = redis::cmd("DEL").arg(chunk).query_async(&mut redis).await?;
+    }
+    Ok(())
+}
