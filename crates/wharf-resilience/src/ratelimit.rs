@@ -84,12 +84,56 @@ local remaining = math.floor((now + tolerance + interval - new_tat) / interval)
 return { 1, 0, remaining }
 ";
 
+/// GCRA over several buckets at once: one request counts against every bucket, or against
+/// none when any of them refuses it (a refused call never drains another limit).
+///
+/// KEYS: the buckets; ARGV: interval and tolerance (µs) per bucket, in KEYS order. Returns
+/// { allowed (0/1), retry_after (µs, the longest wait), index (1-based) of the first bucket
+/// that refused, or 0 }.
+const GCRA_ALL: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local new_tats = {}
+local refused, wait = 0, 0
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local tolerance = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - tolerance - interval
+  if allow_at > now then
+    if refused == 0 then refused = i end
+    if allow_at - now > wait then wait = allow_at - now end
+  end
+  new_tats[i] = new_tat
+end
+if refused > 0 then return { 0, wait, refused } end
+for i, key in ipairs(KEYS) do
+  local ttl = math.ceil((new_tats[i] - now) / 1000)
+  redis.call('SET', key, string.format('%.0f', new_tats[i]), 'PX', ttl)
+end
+return { 1, 0, 0 }
+";
+
+/// The outcome of [`RateLimiter::acquire_all`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllDecision {
+    Allowed,
+    /// The bucket at `index` (in the order given) refused; nothing was counted.
+    Limited {
+        index: usize,
+        retry_after: Duration,
+    },
+}
+
 /// A rate limiter over one Redis, with keys under `prefix`.
 #[derive(Clone)]
 pub struct RateLimiter {
     redis: ConnectionManager,
     prefix: String,
     script: redis::Script,
+    all: redis::Script,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -107,7 +151,38 @@ impl RateLimiter {
             redis,
             prefix: prefix.into(),
             script: redis::Script::new(GCRA),
+            all: redis::Script::new(GCRA_ALL),
         }
+    }
+
+    /// Counts one request against every bucket in one round trip, if all of them allow it.
+    /// All the buckets must live on one Redis (not Redis Cluster slots).
+    pub async fn acquire_all(
+        &self,
+        buckets: &[(&str, Limit)],
+    ) -> Result<AllDecision, RateLimitError> {
+        if buckets.is_empty() {
+            return Ok(AllDecision::Allowed);
+        }
+        let mut invocation = self.all.prepare_invoke();
+        for (bucket, limit) in buckets {
+            let interval = micros(limit.interval()).max(1);
+            invocation
+                .key(format!("{}rl:{bucket}", self.prefix))
+                .arg(interval)
+                .arg(micros(limit.period).saturating_sub(interval));
+        }
+        let mut redis = self.redis.clone();
+        let (allowed, retry_after, index): (i64, i64, i64) =
+            invocation.invoke_async(&mut redis).await?;
+        Ok(if allowed == 1 {
+            AllDecision::Allowed
+        } else {
+            AllDecision::Limited {
+                index: usize::try_from(index - 1).unwrap_or(0),
+                retry_after: Duration::from_micros(u64::try_from(retry_after.max(1)).unwrap_or(1)),
+            }
+        })
     }
 
     /// Counts one request against `bucket` if it is allowed.
