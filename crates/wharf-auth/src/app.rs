@@ -108,7 +108,7 @@ impl App {
         topology.apply(&js).await?;
 
         let redis = deps.redis.connect_lazy()?;
-        let prefix = format!("{}auth:", deps.redis.key_prefix);
+        let prefix = wharf_tokens::session::store_prefix(&deps.redis.key_prefix);
         let workers = if config.password_workers == 0 {
             std::thread::available_parallelism().map_or(1, usize::from)
         } else {

@@ -136,7 +136,7 @@ impl Sessions {
     }
 
     pub fn session_key(&self, session_id: &str) -> String {
-        format!("{}s:{session_id}", self.prefix)
+        wharf_tokens::session::session_key(&self.prefix, session_id)
     }
 
     fn token_key(&self, digest: &str) -> String {

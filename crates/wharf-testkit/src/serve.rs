@@ -56,6 +56,17 @@ impl Served {
     }
 }
 
+impl Served {
+    /// Stops gracefully, as a signal would: the server drains (streams get their reconnect
+    /// hints) and the background work ends; waits for both.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         self.stop.cancel();

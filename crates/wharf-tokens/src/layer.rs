@@ -49,11 +49,16 @@ pub fn verify_bearer(tokens: &Tokens, metadata: &MetadataMap) -> Result<Identity
 
 /// The token of an `authorization: Bearer <token>` header.
 pub fn bearer_token(metadata: &MetadataMap) -> Option<&str> {
-    let value = metadata.get("authorization")?.to_str().ok()?;
+    parse_bearer(metadata.get("authorization")?.to_str().ok()?)
+}
+
+/// The token of an `authorization` header value (`Bearer <token>`, any case of `Bearer`).
+pub fn parse_bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 /// The verified caller of a request that passed [`Authenticate`].

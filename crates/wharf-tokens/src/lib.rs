@@ -13,6 +13,7 @@
 //! - [`layer`]: the tonic interceptor that authenticates callers and exposes their identity.
 //! - [`config`]: keys from configuration or PEM files; a generated development key.
 //! - [`refresh`]: opaque refresh tokens, stored only as their SHA-256.
+//! - [`session`]: whether a token's session is still active (auth's session store, read).
 //! - [`attacks`]: the attack table of hostile tokens, for every verifier's tests.
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod keys;
 pub mod layer;
 pub mod refresh;
+pub mod session;
 
 pub use access::{AccessClaims, Identity, TokenConfig, TokenError, Tokens};
 pub use config::{KeyConfig, KeyConfigError, TokensConfig};

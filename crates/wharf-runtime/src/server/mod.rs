@@ -54,8 +54,11 @@ pub struct ServerConfig {
     /// Upper bound on any call; a shorter client deadline (`grpc-timeout`) wins.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// Calls served at once across all connections; calls beyond are shed immediately.
+    /// Calls served at once across all connections; calls beyond are shed immediately. A
+    /// streaming call counts until its response starts, not while it streams.
     pub max_concurrent_requests: usize,
+    /// HTTP/2 streams one connection may open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_concurrent_streams: u32,
     /// Retry hint sent with a shed call.
     #[serde(with = "humantime_serde")]
     pub shed_retry_after: Duration,
@@ -82,6 +85,7 @@ impl Default for ServerConfig {
             max_encoding_message_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             max_concurrent_requests: 1024,
+            max_concurrent_streams: 4096,
             shed_retry_after: Duration::from_millis(100),
             http2_keepalive_interval: Duration::from_secs(30),
             http2_keepalive_timeout: Duration::from_secs(10),
@@ -127,14 +131,30 @@ pub enum Stopped {
     GraceElapsed,
 }
 
+/// Adds plain HTTP routes or a fallback to the server's router (see
+/// [`GrpcServer::extend_router`]).
+type RouterExtension = Box<dyn FnOnce(axum::Router) -> axum::Router + Send>;
+
 /// A bound gRPC server, collecting services until it runs.
-#[derive(Debug)]
 pub struct GrpcServer {
     config: ServerConfig,
     listener: TcpListener,
     routes: RoutesBuilder,
     names: Vec<&'static str>,
     health: HealthReporter,
+    extension: Option<RouterExtension>,
+    draining: tokio_util::sync::CancellationToken,
+}
+
+impl std::fmt::Debug for GrpcServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcServer")
+            .field("config", &self.config)
+            .field("listener", &self.listener)
+            .field("names", &self.names)
+            .field("extended", &self.extension.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl GrpcServer {
@@ -153,6 +173,8 @@ impl GrpcServer {
             routes: RoutesBuilder::default(),
             names: Vec::new(),
             health: HealthReporter::new(),
+            extension: None,
+            draining: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -193,6 +215,25 @@ impl GrpcServer {
         self
     }
 
+    /// Cancelled when the server starts draining (the shutdown signal arrived): long-lived
+    /// streams end themselves here, with a reconnect hint, so that the drain can finish.
+    pub fn draining(&self) -> tokio_util::sync::CancellationToken {
+        self.draining.clone()
+    }
+
+    /// Lets `extend` add routes to the server's router once every service is registered: a
+    /// fallback for calls no registered service answers (the gateway's proxy), or plain HTTP
+    /// routes (server-sent events). HTTP/1.1 is then accepted as well as HTTP/2, so that
+    /// `curl` reaches those routes; the server-wide layers (deadline, shedding, tracing) apply
+    /// to them too.
+    pub fn extend_router(
+        &mut self,
+        extend: impl FnOnce(axum::Router) -> axum::Router + Send + 'static,
+    ) -> &mut Self {
+        self.extension = Some(Box::new(extend));
+        self
+    }
+
     /// Names of the registered services, e.g. for a start-up banner.
     pub fn service_names(&self) -> &[&'static str] {
         &self.names
@@ -209,6 +250,8 @@ impl GrpcServer {
             mut routes,
             names,
             health,
+            extension,
+            draining,
         } = self;
         let health_service = tonic_health::pb::health_server::HealthServer::new(
             tonic_health::server::HealthService::from_health_reporter(health.clone()),
@@ -227,7 +270,11 @@ impl GrpcServer {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
-        let routes: Routes = routes.routes();
+        let mut routes: Routes = routes.routes();
+        let http1 = extension.is_some();
+        if let Some(extend) = extension {
+            routes = Routes::from(extend(routes.into_axum_router()));
+        }
 
         let cut = tokio_util::sync::CancellationToken::new();
         let layers = ServiceBuilder::new()
@@ -246,6 +293,8 @@ impl GrpcServer {
             .http2_keepalive_timeout(Some(config.http2_keepalive_timeout))
             .tcp_keepalive(Some(config.tcp_keepalive))
             .tcp_nodelay(true)
+            .accept_http1(http1)
+            .max_concurrent_streams(config.max_concurrent_streams)
             .layer(layers)
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async {
@@ -262,7 +311,9 @@ impl GrpcServer {
             () = shutdown => {}
         }
 
-        // Load balancers stop routing here first; then stop accepting and drain.
+        // Streams end with a reconnect hint; load balancers stop routing; then stop accepting
+        // and drain.
+        draining.cancel();
         for name in &names {
             health
                 .set_service_status(*name, ServingStatus::NotServing)
