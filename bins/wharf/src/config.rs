@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use wharf_auth::AuthConfig;
 use wharf_events::EventsConfig;
+use wharf_gateway::GatewayConfig;
 use wharf_outbox::RelayConfig;
 use wharf_revenue::RevenueConfig;
 use wharf_runtime::config::{NatsConfig, RedisConfig};
@@ -29,6 +30,7 @@ pub struct WharfConfig {
     pub trading: TradingConfig,
     pub revenue: RevenueConfig,
     pub social: SocialConfig,
+    pub gateway: GatewayConfig,
 }
 
 /// A NATS client that reconnects forever, as every long-running command needs.

@@ -1,8 +1,9 @@
 //! `wharf dev`: the whole platform in one process.
 //!
 //! Brings the local stack up (unless `--no-stack`), applies migrations, then serves every
-//! implemented service on one port with health and reflection. Services run the same `App`
-//! code here as in their own binaries.
+//! service on an internal loopback port and the gateway on the public one (`server.listen`),
+//! in front of them — as production runs them. Services run the same `App` code here as in
+//! their own binaries.
 
 use std::net::SocketAddr;
 
@@ -60,29 +61,57 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     migrate::migrate_all(&config.database).await?;
 
-    let mut server = GrpcServer::bind(&config.server).await?;
-    let mut running = services::start(&config, &mut server, &services::Service::ALL).await?;
-    print_banner(server.local_addr(), server.service_names());
+    // The services, on a loopback port of their own; they trust the gateway's
+    // `x-forwarded-for`, since only it can reach them.
+    config.auth.trust_forwarded_for = true;
+    let internal_config = wharf_runtime::ServerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..config.server.clone()
+    };
+    let mut internal = GrpcServer::bind(&internal_config).await?;
+    let mut running = services::start(&config, &mut internal, &services::Service::ALL).await?;
+    let upstream = format!("http://{}", internal.local_addr());
+    if config.gateway.upstreams.is_empty() {
+        for name in ["auth", "trading", "revenue", "social", "echo"] {
+            config
+                .gateway
+                .upstreams
+                .insert(name.to_owned(), vec![upstream.clone()]);
+        }
+    }
+    let (stop_internal, internal_stopped) = tokio::sync::oneshot::channel::<()>();
+    let internal = tokio::spawn(internal.run_until_stopped(async {
+        let _ = internal_stopped.await;
+    }));
+
+    let mut public = GrpcServer::bind(&config.server).await?;
+    let mut gateway = services::start(&config, &mut public, &[services::Service::Gateway]).await?;
+    print_banner(public.local_addr(), &config.gateway.upstreams);
 
     let stopped = tokio::select! {
-        stopped = server.run_until_stopped(wharf_runtime::shutdown::signal()) => stopped?,
+        stopped = public.run_until_stopped(wharf_runtime::shutdown::signal()) => stopped?,
         failure = running.failure() => return Err(failure.context("a service failed; wharf dev stops")),
+        failure = gateway.failure() => return Err(failure.context("the gateway failed; wharf dev stops")),
     };
+    gateway.stop().await?;
+    let _ = stop_internal.send(());
+    let internal_stopped = internal
+        .await
+        .context("the services' server task failed")??;
     running.stop().await?;
-    match stopped {
-        Stopped::Drained => println!("wharf dev stopped cleanly"),
-        Stopped::GraceElapsed => {
-            println!("wharf dev stopped after the grace period; some calls were cut");
-        }
+    match (stopped, internal_stopped) {
+        (Stopped::Drained, Stopped::Drained) => println!("wharf dev stopped cleanly"),
+        _ => println!("wharf dev stopped after the grace period; some calls were cut"),
     }
     Ok(())
 }
 
-fn print_banner(addr: SocketAddr, services: &[&str]) {
-    println!("wharf dev listening on {addr}");
-    for service in services {
-        println!("  service  {service}");
+fn print_banner(addr: SocketAddr, upstreams: &std::collections::BTreeMap<String, Vec<String>>) {
+    println!("wharf dev listening on {addr} (the gateway)");
+    for (name, endpoints) in upstreams {
+        println!("  upstream {name:<8} {}", endpoints.join(", "));
     }
+    println!("  events   GET http://{addr}/v1/events (server-sent events)");
     println!("  health   grpc.health.v1.Health");
     println!("  reflect  grpc.reflection.v1.ServerReflection");
     println!("try:");

@@ -18,9 +18,12 @@ pub enum Service {
     Trading,
     Revenue,
     Social,
+    /// The public entry point; it runs alone, in front of the others.
+    Gateway,
 }
 
 impl Service {
+    /// The services behind the gateway.
     pub const ALL: [Self; 4] = [Self::Auth, Self::Trading, Self::Revenue, Self::Social];
 }
 
@@ -70,10 +73,34 @@ pub async fn start(
     server: &mut GrpcServer,
     services: &[Service],
 ) -> anyhow::Result<Running> {
-    server.add_service(wharf_runtime::echo::Echo::server());
     let nats = nats_client(&config.nats).await?;
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
+
+    if services.contains(&Service::Gateway) {
+        // The gateway forwards what no local service answers: a service beside it on the
+        // same port would be reached without the edge's checks.
+        anyhow::ensure!(
+            services.len() == 1,
+            "the gateway runs alone (`wharf serve gateway`), in front of the services"
+        );
+        let mut gateway = wharf_gateway::App::build(
+            wharf_gateway::Deps {
+                nats,
+                namespace: config.events.namespace(),
+                redis: config.redis.clone(),
+            },
+            config.gateway.clone(),
+            &config.tokens,
+        )
+        .await
+        .context("failed to start the gateway")?;
+        gateway.register(server);
+        let token = stop.clone();
+        tasks.spawn(async move { Ok(gateway.run_until_stopped(token).await?) });
+        return Ok(Running { stop, tasks });
+    }
+    server.add_service(wharf_runtime::echo::Echo::server());
 
     if services.contains(&Service::Auth) {
         let auth = wharf_auth::App::build(
