@@ -55,6 +55,6 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let mut server = GrpcServer::bind(&config.server).await?;
-    app.register(&mut server);
+    app.register(&mut server).await;
     serve("gateway", server, move |stop| app.run_until_stopped(stop)).await
 }

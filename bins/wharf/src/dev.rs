@@ -107,7 +107,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 }
 
 fn print_banner(addr: SocketAddr, upstreams: &std::collections::BTreeMap<String, Vec<String>>) {
-    println!("wharf dev listening on {addr} (the gateway)");
+    println!("wharf dev: the gateway, in front of every service");
+    println!("wharf dev listening on {addr}");
     for (name, endpoints) in upstreams {
         println!("  upstream {name:<8} {}", endpoints.join(", "));
     }

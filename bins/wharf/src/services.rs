@@ -95,7 +95,7 @@ pub async fn start(
         )
         .await
         .context("failed to start the gateway")?;
-        gateway.register(server);
+        gateway.register(server).await;
         let token = stop.clone();
         tasks.spawn(async move { Ok(gateway.run_until_stopped(token).await?) });
         return Ok(Running { stop, tasks });

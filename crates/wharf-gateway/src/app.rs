@@ -142,8 +142,9 @@ impl App {
     }
 
     /// Serves the gateway's own API and the SSE route on `server`, and forwards every other
-    /// call; streams end with a reconnect hint when the server starts draining.
-    pub fn register(&mut self, server: &mut GrpcServer) {
+    /// call; streams end with a reconnect hint when the server starts draining. Probes the
+    /// upstreams once, so that health answers for every routed service from the start.
+    pub async fn register(&mut self, server: &mut GrpcServer) {
         server.add_service(
             NotificationsHandlers::new(Arc::clone(&self.hub), Arc::clone(&self.edge)).server(),
         );
@@ -177,7 +178,9 @@ impl App {
             draining.cancelled().await;
             closing.cancel();
         });
-        self.health = Some(server.health());
+        let health = server.health();
+        probe_once(&health, &self.routes, &self.upstreams).await;
+        self.health = Some(health);
     }
 
     /// Reads notifications and probes the upstreams' health until `shutdown`.
@@ -214,43 +217,50 @@ async fn probe_health(
     let Some(health) = health else { return };
     let mut ticker = tokio::time::interval(HEALTH_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        for (name, upstream) in &upstreams {
-            let mut serving = false;
-            for (address, state, channel) in upstream.endpoints() {
-                if state == BreakerState::Open {
-                    continue;
-                }
-                let mut client = HealthClient::new(channel.clone());
-                let probe = tokio::time::timeout(
-                    HEALTH_INTERVAL / 2,
-                    client.check(HealthCheckRequest {
-                        service: String::new(),
-                    }),
-                )
-                .await;
-                match probe {
-                    Ok(Ok(answer)) if answer.get_ref().status == ProbeStatus::Serving as i32 => {
-                        serving = true;
-                        break;
-                    }
-                    outcome => {
-                        tracing::debug!(upstream = %name, %address, ?outcome, "health probe failed");
-                    }
-                }
+        probe_once(&health, &routes, &upstreams).await;
+    }
+}
+
+/// One round of probes, every upstream at once.
+async fn probe_once(health: &HealthReporter, routes: &RouteTable, upstreams: &Upstreams) {
+    let probes = upstreams.iter().map(|(name, upstream)| async move {
+        let mut serving = false;
+        for (address, state, channel) in upstream.endpoints() {
+            if state == BreakerState::Open {
+                continue;
             }
-            let status = if serving {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
-            for service in routes.services_of(name) {
-                health.set_service_status(&service, status).await;
+            let mut client = HealthClient::new(channel.clone());
+            let probe = tokio::time::timeout(
+                HEALTH_INTERVAL / 2,
+                client.check(HealthCheckRequest {
+                    service: String::new(),
+                }),
+            )
+            .await;
+            match probe {
+                Ok(Ok(answer)) if answer.get_ref().status == ProbeStatus::Serving as i32 => {
+                    serving = true;
+                    break;
+                }
+                outcome => {
+                    tracing::debug!(upstream = %name, %address, ?outcome, "health probe failed");
+                }
             }
         }
-    }
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        for service in routes.services_of(name) {
+            health.set_service_status(&service, status).await;
+        }
+    });
+    futures::future::join_all(probes).await;
 }

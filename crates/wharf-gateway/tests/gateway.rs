@@ -186,7 +186,7 @@ impl Env {
         .await
         .unwrap();
         let mut server = loopback_server().await;
-        app.register(&mut server);
+        app.register(&mut server).await;
         Served::start(server, move |stop| app.run_until_stopped(stop))
     }
 

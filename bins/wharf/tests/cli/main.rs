@@ -2,6 +2,7 @@
 
 mod dev;
 mod dlq;
+mod gateway;
 mod helpers;
 mod platform;
 mod relay;
