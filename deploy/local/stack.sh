@@ -286,6 +286,8 @@ ensure_packages() {
     command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null || pkgs+=(python3-venv)
   fi
   command -v flock >/dev/null && command -v setsid >/dev/null || pkgs+=(util-linux)
+  # The gateway's server-sent events are tested with curl, as an operator would use them.
+  command -v curl >/dev/null || pkgs+=(curl)
   ((${#pkgs[@]} == 0)) && return 0
 
   if ! is_root; then
