@@ -10,7 +10,8 @@
 //!   `FIRE_AND_FORGET` emitter (never blocks, counts what it drops). `OUTBOX` events have no
 //!   publisher here on purpose: they can only be enqueued in a transaction (`wharf-outbox`);
 //! - [`consumer`]: the idempotent consumer runtime (inbox row + effect in one transaction,
-//!   commit then ack, NAK with backoff, dead letters after `max_deliver`);
+//!   commit then ack, NAK with backoff, dead letters after `max_deliver`, an after-commit hook
+//!   for best-effort side effects of committed events);
 //! - [`dlq`]: the dead-letter stream and its operations (list, show, replay, discard);
 //! - [`Namespace`]: a prefix for stream names and subjects, so tests (and tenants) isolate.
 #![forbid(unsafe_code)]
