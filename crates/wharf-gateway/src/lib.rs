@@ -8,13 +8,13 @@
 //! from the last event id on any instance.
 //!
 //! # Layout
-//! - [`config`]: the `[gateway]` section.
-//! - [`routes`]: method → upstream, public or not, idempotent or not — read from the contracts.
-//! - [`edge`]: token verification, the session check with its short cache, rate limits.
-//! - [`upstream`]: endpoints with circuit breakers, round robin.
-//! - [`proxy`]: forwarding.
-//! - [`notify`]: the notification hub, `Subscribe`, and `GET /v1/events`.
-//! - [`app`]: `App::build` + `register` + `run_until_stopped`.
+//! - [`config`] — the `[gateway]` section.
+//! - [`routes`] — method → upstream, public or not, idempotent or not — read from the contracts.
+//! - [`edge`] — token verification, the session check with its short cache, rate limits.
+//! - [`upstream`] — endpoints with circuit breakers, round robin.
+//! - [`proxy`] — forwarding.
+//! - [`notify`] — the notification hub, `Subscribe`, and `GET /v1/events`.
+//! - [`app`] — `App::build` + `register` + `run_until_stopped`.
 #![forbid(unsafe_code)]
 
 pub mod app;

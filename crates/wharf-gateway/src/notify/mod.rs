@@ -17,8 +17,8 @@
 //! others; it resumes from its last event id. On shutdown every stream gets the hint too.
 //!
 //! # Layout
-//! - [`grpc`]: `wharf.gateway.v1.Notifications/Subscribe`.
-//! - [`sse`]: `GET /v1/events`, server-sent events.
+//! - [`grpc`] — `wharf.gateway.v1.Notifications/Subscribe`.
+//! - [`sse`] — `GET /v1/events`, server-sent events.
 
 pub mod grpc;
 pub mod sse;
