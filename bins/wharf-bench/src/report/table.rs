@@ -191,6 +191,27 @@ pub fn render(report: &Report) -> String {
         auth.cheap_loaded.p50_ms,
         auth.cheap_loaded.p99_ms
     ));
+    let isolation = &results.isolation;
+    for (call, compared) in [
+        ("PlaceOrder", &isolation.place_order),
+        ("Login", &isolation.login),
+    ] {
+        out.push_str(&format!(
+            "isolation: {call} @{}/s, social running → stopped: p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms\n",
+            compared.rate,
+            compared.social_running.p50_ms,
+            compared.social_stopped.p50_ms,
+            compared.social_running.p99_ms,
+            compared.social_stopped.p99_ms
+        ));
+    }
+    out.push_str(&format!(
+        "isolation: social returned to {} waiting trades and caught up in {:.1} s ({} feed items, {} followers per trader)\n",
+        isolation.backlog_on_return,
+        isolation.catch_up.seconds,
+        thousands_u(isolation.feed_items),
+        isolation.followers
+    ));
     out.push_str(&format!(
         "overall: {}\n",
         if report.passed { "PASS" } else { "FAIL" }

@@ -140,16 +140,20 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<IsolationRun
     let result = measure(&platform, &sizes).await;
     platform.stop().await;
     let run = result?;
+    for (call, compared) in [("PlaceOrder", &run.place_order), ("Login", &run.login)] {
+        progress(&format!(
+            "isolation: {call} @{}/s, social running → stopped: p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms ({:.2}×, bound ≤ {BOUND}×)",
+            compared.rate,
+            compared.social_running.p50_ms,
+            compared.social_stopped.p50_ms,
+            compared.social_running.p99_ms,
+            compared.social_stopped.p99_ms,
+            compared.p99_ratio,
+        ));
+    }
     progress(&format!(
-        "isolation: PlaceOrder @{}/s p99 {:.2} ms with social running, {:.2} ms stopped ({:.2}×); Login @{}/s p99 {:.2} → {:.2} ms ({:.2}×); bound ≤ {BOUND}×",
-        run.place_order.rate,
-        run.place_order.social_running.p99_ms,
-        run.place_order.social_stopped.p99_ms,
-        run.place_order.p99_ratio,
-        run.login.rate,
-        run.login.social_running.p99_ms,
-        run.login.social_stopped.p99_ms,
-        run.login.p99_ratio,
+        "isolation: social caught up with {} waiting trades in {:.1} s; {} feed items, as many as trades × followers",
+        run.backlog_on_return, run.catch_up.seconds, run.feed_items
     ));
     Ok(run)
 }
