@@ -7,7 +7,9 @@
 //! - Fan-out: the real service (`wharf_social::App`, its `social-feed` consumer) receives a
 //!   `trading.trade.executed` by a trader with `followers` followers; timed from the publish
 //!   to the commit of the transaction that wrote every follower's item. Best of the rounds.
-//!   Target ≥ 0.7 × S1 feed items per second.
+//!   Target ≥ 0.7 × S1 feed items per second. Besides S1's rows, its transaction holds the
+//!   event's inbox row and the trade's `feed_trades` row (what spares the items a per-row
+//!   conflict check), and the time includes the publish and the delivery.
 //!
 //! Followers and follows are seeded in SQL (10,000; 2,000 in quick mode). The service runs in
 //! this process with all its consumers, as in `wharf dev`.
