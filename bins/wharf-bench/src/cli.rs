@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Run only these scenarios (comma-separated: l1, l3, relay, consumer, latency, auth,
-    /// trading, social, isolation) and print
+    /// trading, social, isolation, gateway) and print
     /// their figures, without a report: for iterating on one stage. Ratios need a full run.
     #[arg(long, value_name = "SCENARIOS", value_delimiter = ',')]
     only: Vec<Scenario>,
@@ -71,6 +71,8 @@ pub enum Scenario {
     Social,
     /// Order and login latency with social running, then stopped.
     Isolation,
+    /// A cheap RPC through the gateway against direct; notification fan-out.
+    Gateway,
 }
 
 /// Everything a run is parameterised by; recorded in `bench.json`.

@@ -170,4 +170,5 @@ pub struct Results {
     pub trading: crate::scenarios::trading::TradingRun,
     pub social: crate::scenarios::social::SocialRun,
     pub isolation: crate::scenarios::isolation::IsolationRun,
+    pub gateway: crate::scenarios::gateway::GatewayRun,
 }

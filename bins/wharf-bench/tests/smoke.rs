@@ -78,6 +78,11 @@ async fn quick_run_reports_every_scenario_and_cleans_up() {
         "/results/isolation/login/social_stopped/p99_ms",
         "/results/isolation/backlog_on_return",
         "/results/isolation/feed_items",
+        "/results/gateway/rpc/direct/per_second",
+        "/results/gateway/rpc/through_gateway/per_second",
+        "/results/gateway/notifications/subscribers",
+        "/results/gateway/notifications/delivered",
+        "/results/gateway/notifications/latency/p99_ms",
         "/machine/nproc",
     ] {
         assert_positive(&report, pointer);
@@ -112,7 +117,9 @@ async fn quick_run_reports_every_scenario_and_cleans_up() {
             "feed_fan_out",
             "isolation_order_p99",
             "isolation_login_p99",
-            "cheap_rpc_p99_under_login_load"
+            "cheap_rpc_p99_under_login_load",
+            "gateway_rpc",
+            "gateway_notify_p99"
         ]
     );
     let svg = std::fs::read_to_string(out.path().join("bench.svg")).expect("bench.svg written");

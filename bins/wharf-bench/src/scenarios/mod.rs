@@ -13,10 +13,12 @@
 //! - [`trading`]: `PlaceOrder` against its transaction; order → ledger latency.
 //! - [`social`]: a trade fanned out to 10,000 followers against the raw insert.
 //! - [`isolation`]: order and login latency with social running, then stopped.
+//! - [`gateway`]: a cheap RPC through the gateway against direct; notification fan-out.
 
 pub mod apply;
 pub mod auth;
 pub mod consume;
+pub mod gateway;
 pub mod isolation;
 pub mod latency;
 pub mod publish;
@@ -44,6 +46,8 @@ pub async fn run_all(env: &BenchEnv, params: &Params) -> anyhow::Result<Results>
     let social = social::run(env, params).await?;
     quiesce(env, params).await;
     let isolation = isolation::run(env, params).await?;
+    quiesce(env, params).await;
+    let gateway = gateway::run(env, params).await?;
     Ok(Results {
         l1,
         l3,
@@ -54,6 +58,7 @@ pub async fn run_all(env: &BenchEnv, params: &Params) -> anyhow::Result<Results>
         trading,
         social,
         isolation,
+        gateway,
     })
 }
 
@@ -109,6 +114,20 @@ pub async fn run_some(env: &BenchEnv, params: &Params) -> anyhow::Result<()> {
         quiesce(env, params).await;
         // The figures are in the progress line the scenario prints.
         isolation::run(env, params).await?;
+    }
+    if wanted(Scenario::Gateway) {
+        quiesce(env, params).await;
+        let run = gateway::run(env, params).await?;
+        let notify = &run.notifications;
+        progress(&format!(
+            "gateway: WhoAmI through the gateway {:.0}/s, direct {:.0}/s (ratio {:.2}); notifications to {} subscribers p50 {:.2} p99 {:.2} ms",
+            run.rpc.through_gateway.per_second,
+            run.rpc.direct.per_second,
+            run.rpc.ratio,
+            notify.subscribers,
+            notify.latency.p50_ms,
+            notify.latency.p99_ms,
+        ));
     }
     if wanted(Scenario::Latency) {
         let run = latency::run(env, params).await?;
