@@ -652,3 +652,50 @@ async fn sse_clients_receive_and_resume() {
     assert_eq!(ids, [id2]);
     gw.shutdown().await;
 }
+
+/// Calls are balanced over a service's endpoints; a failing endpoint's circuit opens and the
+/// others take every call, idempotent ones retried onto them meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_are_balanced_and_a_failing_one_is_left_out() {
+    let env = Env::start().await;
+    let healthy = Fake::default();
+    let mut server = loopback_server().await;
+    server.add_service(AuthServiceServer::new(healthy.clone()));
+    let second = Served::start(server, |_| async { Ok::<(), String>(()) });
+    let mut config = env.config();
+    config.upstreams.insert(
+        "auth".to_owned(),
+        vec![
+            format!("http://{}", env.upstream.addr),
+            format!("http://{}", second.addr),
+        ],
+    );
+    config.breaker.failure_threshold = 2;
+    config.breaker.open_for = Duration::from_secs(60);
+    let gw = env.gateway(config).await;
+    let mut client = auth(gw.addr).await;
+
+    for _ in 0..10 {
+        client.get_jwks(GetJwksRequest::default()).await.unwrap();
+    }
+    assert_eq!(
+        (env.fake.count("GetJwks"), healthy.count("GetJwks")),
+        (5, 5),
+        "round robin"
+    );
+
+    env.fake.set_failing(u32::MAX);
+    for _ in 0..20 {
+        client
+            .get_jwks(GetJwksRequest::default())
+            .await
+            .expect("retried onto the healthy endpoint");
+    }
+    assert_eq!(
+        env.fake.count("GetJwks"),
+        5 + 2,
+        "its circuit opened after two failures"
+    );
+    assert_eq!(healthy.count("GetJwks"), 5 + 20);
+    gw.shutdown().await;
+}
