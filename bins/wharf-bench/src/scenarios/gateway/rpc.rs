@@ -57,6 +57,9 @@ pub struct RpcRun {
     pub through_gateway: Throughput,
     /// `through_gateway / direct`; target ≥ [`super::RPC_RATIO_TARGET`].
     pub ratio: f64,
+    /// Calls per second of each round, `(direct, through the gateway)`: how much the shared
+    /// machine moved the figures while they were taken.
+    pub per_round: Vec<(f64, f64)>,
     /// Per-call latency at saturation (closed loop: it is queueing, mostly).
     pub direct_latency: Percentiles,
     pub gateway_latency: Percentiles,
@@ -84,7 +87,13 @@ pub async fn run(env: &BenchEnv, params: &Params, deps: &Deps) -> anyhow::Result
     }
     .await;
     upstream.stop().await;
-    let (direct, through_gateway, direct_latency, gateway_latency) = outcome?;
+    let Compared {
+        direct,
+        through_gateway,
+        per_round,
+        direct_latency,
+        gateway_latency,
+    } = outcome?;
     Ok(RpcRun {
         method: METHOD,
         clients: CLIENTS,
@@ -95,12 +104,19 @@ pub async fn run(env: &BenchEnv, params: &Params, deps: &Deps) -> anyhow::Result
         ratio: through_gateway.per_second / direct.per_second.max(f64::MIN_POSITIVE),
         direct,
         through_gateway,
+        per_round,
         direct_latency,
         gateway_latency,
     })
 }
 
-type Compared = (Throughput, Throughput, Percentiles, Percentiles);
+struct Compared {
+    direct: Throughput,
+    through_gateway: Throughput,
+    per_round: Vec<(f64, f64)>,
+    direct_latency: Percentiles,
+    gateway_latency: Percentiles,
+}
 
 /// Warms both sides up, then alternates them for `rounds`.
 async fn compare(
@@ -127,12 +143,15 @@ async fn compare(
     let (mut direct_calls, mut gateway_calls) = (0, 0);
     let (mut direct_time, mut gateway_time) = (Duration::ZERO, Duration::ZERO);
     let (mut direct_latency, mut gateway_latency) = (micros_histogram(), micros_histogram());
+    let mut per_round = Vec::new();
     for _ in 0..rounds {
         let (calls, elapsed, histogram) = direct.run(round).await?;
+        let direct_rate = Throughput::new(calls, elapsed).per_second;
         direct_calls += calls;
         direct_time += elapsed;
         direct_latency.add(&histogram).context("histogram bounds")?;
         let (calls, elapsed, histogram) = gateway.run(round).await?;
+        per_round.push((direct_rate, Throughput::new(calls, elapsed).per_second));
         gateway_calls += calls;
         gateway_time += elapsed;
         gateway_latency
@@ -141,18 +160,24 @@ async fn compare(
     }
     let direct = Throughput::new(direct_calls, direct_time);
     let through_gateway = Throughput::new(gateway_calls, gateway_time);
+    let rounds: Vec<String> = per_round
+        .iter()
+        .map(|(direct, gateway)| format!("{direct:.0}/{gateway:.0}"))
+        .collect();
     progress(&format!(
-        "gateway: WhoAmI direct {:.0}/s, through the gateway {:.0}/s (ratio {:.2})",
+        "gateway: WhoAmI direct {:.0}/s, through the gateway {:.0}/s (ratio {:.2}); per round direct/gateway {}",
         direct.per_second,
         through_gateway.per_second,
         through_gateway.per_second / direct.per_second.max(f64::MIN_POSITIVE),
+        rounds.join(", "),
     ));
-    Ok((
+    Ok(Compared {
         direct,
         through_gateway,
-        Percentiles::from_micros(&direct_latency),
-        Percentiles::from_micros(&gateway_latency),
-    ))
+        per_round,
+        direct_latency: Percentiles::from_micros(&direct_latency),
+        gateway_latency: Percentiles::from_micros(&gateway_latency),
+    })
 }
 
 /// The callers of one side: their connections and tokens, kept across rounds.
