@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::cli::Params;
 use crate::machine::Machine;
 use crate::results::Results;
+use crate::scenarios::gateway::{NOTIFY_P99_TARGET_MS, RPC_RATIO_TARGET};
 use crate::scenarios::isolation::{self, Compared};
 
 /// Relay drain ≥ this × L1; consumer drain ≥ this × L3.
@@ -208,5 +209,22 @@ fn checks(results: &Results) -> Vec<Check> {
                 pass: factor <= CHEAP_P99_FACTOR,
             }
         },
+        {
+            let rpc = &results.gateway.rpc;
+            Check {
+                name: "gateway_rpc",
+                value: rpc.through_gateway.per_second,
+                unit: "calls/s",
+                limit: Some(rpc.direct.per_second),
+                ratio: Some(rpc.ratio),
+                target: format!("≥ {RPC_RATIO_TARGET:.2}"),
+                pass: rpc.ratio >= RPC_RATIO_TARGET,
+            }
+        },
+        latency_check(
+            "gateway_notify_p99",
+            results.gateway.notifications.latency.p99_ms,
+            NOTIFY_P99_TARGET_MS,
+        ),
     ]
 }

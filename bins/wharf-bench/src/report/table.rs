@@ -150,6 +150,23 @@ pub fn render(report: &Report) -> String {
             format!("GetJwks p99 @{}/s under login load", auth.cheap_rate),
             format!("alone {:.2} ms", auth.cheap_unloaded.p99_ms),
         ),
+        (
+            "gateway_rpc",
+            format!(
+                "WhoAmI through the gateway, {} clients",
+                results.gateway.rpc.clients
+            ),
+            format!("direct {:.0}/s", results.gateway.rpc.direct.per_second),
+        ),
+        (
+            "gateway_notify_p99",
+            format!(
+                "notification p99 @{}/s, {} subscribers",
+                results.gateway.notifications.rate,
+                thousands_u(results.gateway.notifications.subscribers as u64)
+            ),
+            String::new(),
+        ),
     ];
     for (name, scenario, limit) in checks {
         if let Some(check) = report.check(name) {
@@ -213,6 +230,18 @@ pub fn render(report: &Report) -> String {
         isolation.catch_up.seconds,
         thousands_u(isolation.feed_items),
         isolation.followers
+    ));
+    let notify = &results.gateway.notifications;
+    out.push_str(&format!(
+        "gateway: notifications to {} subscribers on 2 instances ({} connections), {} of {} delivered; p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} ms\n",
+        notify.subscribers,
+        notify.connections,
+        notify.delivered,
+        notify.published,
+        notify.latency.p50_ms,
+        notify.latency.p90_ms,
+        notify.latency.p99_ms,
+        notify.latency.max_ms
     ));
     out.push_str(&format!(
         "overall: {}\n",
