@@ -268,14 +268,6 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
         self
     }
 
-    /// [`Consumer::after_commit`] with a hook already in its stored form (fault tests park it
-    /// to stand for a crash between the commit and the ack).
-    #[doc(hidden)]
-    pub fn with_after_commit_hook(mut self, hook: AfterCommit) -> Self {
-        self.after_commit = Some(hook);
-        self
-    }
-
     /// Consumes until `shutdown` is cancelled; in-flight events finish first.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
         let consumer = self.topology.ensure_consumer(&self.js, &self.spec).await?;

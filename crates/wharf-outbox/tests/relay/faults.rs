@@ -1,7 +1,6 @@
 //! Real faults: NATS killed and restarted, a consumer dying between commit and ack, a poison
 //! message. After each, what committed is all there, applied once.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -72,10 +71,10 @@ async fn consumer_killed_between_commit_and_ack_applies_once() {
     let first_stop = CancellationToken::new();
     let first = harness
         .consumer(config.clone(), recorder.clone())
-        .with_after_commit_hook(Arc::new(move |_ctx| {
+        .after_commit(move |_ctx| {
             let _ = parked_tx.send(());
-            Box::pin(std::future::pending())
-        }));
+            std::future::pending::<()>()
+        });
     let first_task = tokio::spawn(first.run(first_stop.clone()));
 
     let event_id = harness.enqueue("account-crash", 1).await;

@@ -17,8 +17,6 @@ mod clock;
 mod producer;
 mod stages;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -72,10 +70,10 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<LatencyRun> 
         consumer_config(params),
         LedgerHandler(ClockObserver(Arc::clone(&clock))),
     )
-    .with_after_commit_hook(Arc::new(move |ctx: &EventContext| {
+    .after_commit(move |ctx: &EventContext| {
         hook_clock.committed(ctx);
-        Box::pin(async {}) as Pin<Box<dyn Future<Output = ()> + Send>>
-    }));
+        std::future::ready(())
+    });
     let applied = consumer.stats();
     let consumer = tokio::spawn(consumer.run(stop.clone()));
 
