@@ -17,12 +17,10 @@ use anyhow::Context;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-use wharf_auth::{App, AuthConfig, AuthLimits, Deps};
+use wharf_auth::{App, AuthConfig, Deps};
 use wharf_proto::wharf::auth::v1::auth_service_client::AuthServiceClient;
 use wharf_proto::wharf::auth::v1::{GetJwksRequest, LoginRequest, RegisterRequest};
-use wharf_resilience::Limit;
 use wharf_runtime::GrpcServer;
 use wharf_runtime::config::RedisConfig;
 use wharf_runtime::server::ServerConfig;
@@ -32,6 +30,7 @@ use super::progress;
 use crate::cli::Params;
 use crate::env::BenchEnv;
 use crate::results::{Percentiles, Throughput, micros_histogram};
+use crate::scenarios::Running;
 
 const PASSWORD: &str = "bench password, long enough";
 /// Enough logins in flight that a hash is always waiting while others are in Redis or
@@ -139,8 +138,7 @@ fn verify_limit(cores: usize, window: Duration) -> anyhow::Result<Throughput> {
 
 struct Service {
     addr: SocketAddr,
-    stop: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    running: Running,
     logins: Arc<AtomicU64>,
     pool: sqlx::PgPool,
     redis: RedisConfig,
@@ -162,19 +160,12 @@ impl Service {
         };
         let mut tokens = TokensConfig::default();
         tokens.with_development_key();
-        let unlimited = Limit::new(1_000_000, Duration::from_secs(1));
         let config = AuthConfig {
             // Room for every client: this run measures throughput, not refusals.
             password_workers: cores,
             password_queue: LOGIN_CLIENTS_PER_CORE * cores,
             relay: false,
-            limits: AuthLimits {
-                login_per_address: unlimited,
-                login_failures_per_account_address: unlimited,
-                login_failures_per_account: unlimited,
-                register_per_address: unlimited,
-                refresh_per_address: unlimited,
-            },
+            limits: super::unlimited_auth_limits(),
             ..AuthConfig::default()
         };
         let app = App::build(
@@ -198,25 +189,12 @@ impl Service {
         .await?;
         server.add_service(app.server());
         let addr = server.local_addr();
-        let stop = CancellationToken::new();
-        let serving = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let _ = server.run_until_stopped(stop.cancelled_owned()).await;
-            })
-        };
-        let background = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                if let Err(err) = app.run_until_stopped(stop).await {
-                    tracing::error!(error = %err, "auth background work failed");
-                }
-            })
-        };
+        let mut running = Running::default();
+        running.serve(server);
+        running.spawn("auth", move |stop| app.run_until_stopped(stop));
         Ok(Self {
             addr,
-            stop,
-            tasks: vec![serving, background],
+            running,
             logins: Arc::new(AtomicU64::new(0)),
             pool,
             redis,
@@ -342,27 +320,7 @@ impl Service {
 
     /// Stops the service and deletes the sessions and limits the run wrote to Redis.
     async fn stop(self) {
-        self.stop.cancel();
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        if let Err(err) = delete_keys(&self.redis).await {
-            eprintln!(
-                "wharf-bench: could not delete Redis keys {}*: {err}",
-                self.redis.key_prefix
-            );
-        }
+        self.running.stop().await;
+        super::delete_redis_keys(&self.redis).await;
     }
-}
-
-async fn delete_keys(config: &RedisConfig) -> anyhow::Result<()> {
-    let mut redis = config.connect_lazy()?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", config.key_prefix))
-        .query_async(&mut redis)
-        .await?;
-    for chunk in keys.chunks(500) {
-        let _: i64 = redis::cmd("DEL").arg(chunk).query_async(&mut redis).await?;
-    }
-    Ok(())
 }

@@ -28,16 +28,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use tonic::Request;
 use tonic::transport::Channel;
-use wharf_auth::{AuthConfig, AuthLimits};
+use wharf_auth::AuthConfig;
 use wharf_events::Topology;
 use wharf_proto::Event;
 use wharf_proto::wharf::auth::v1::auth_service_client::AuthServiceClient;
 use wharf_proto::wharf::auth::v1::{LoginRequest, RegisterRequest};
 use wharf_proto::wharf::trading::v1::trading_service_client::TradingServiceClient;
-use wharf_proto::wharf::trading::v1::{DepositRequest, PlaceOrderRequest, Side, TradeExecuted};
-use wharf_resilience::Limit;
+use wharf_proto::wharf::trading::v1::{DepositRequest, TradeExecuted};
 use wharf_runtime::GrpcServer;
 use wharf_runtime::config::RedisConfig;
 use wharf_runtime::db::DatabaseConfig;
@@ -45,9 +43,11 @@ use wharf_runtime::server::ServerConfig;
 use wharf_tokens::{Tokens, TokensConfig};
 
 use super::progress;
+use super::{bearer, place_request};
 use crate::cli::Params;
 use crate::env::BenchEnv;
 use crate::results::{Percentiles, Throughput, micros_histogram};
+use crate::scenarios::Running;
 
 /// p99 with social stopped may be at most this many times p99 with social running.
 pub const BOUND: f64 = 1.5;
@@ -349,23 +349,6 @@ where
     })
 }
 
-fn place_request(key: &str) -> PlaceOrderRequest {
-    PlaceOrderRequest {
-        idempotency_key: key.to_owned(),
-        instrument: "BOLT".to_owned(),
-        side: Side::Buy.into(),
-        quantity: 1,
-    }
-}
-
-fn bearer<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Ok(value) = format!("Bearer {token}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
-}
-
 /// Auth, trading and revenue serving over one gRPC server for the whole run; social started
 /// and stopped by the phases.
 struct Platform {
@@ -378,8 +361,7 @@ struct Platform {
     tokens: Tokens,
     pool: sqlx::PgPool,
     redis: RedisConfig,
-    stop: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    running: Running,
 }
 
 /// A running social service.
@@ -424,7 +406,6 @@ impl Platform {
             ..RedisConfig::default()
         };
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let unlimited = Limit::new(1_000_000, Duration::from_secs(1));
         let auth = wharf_auth::App::build(
             wharf_auth::Deps {
                 database: database.clone(),
@@ -440,13 +421,7 @@ impl Platform {
                 password_queue: 1024,
                 // Registrations stay in auth's outbox: this run's users are made ACTIVE below.
                 relay: false,
-                limits: AuthLimits {
-                    login_per_address: unlimited,
-                    login_failures_per_account_address: unlimited,
-                    login_failures_per_account: unlimited,
-                    register_per_address: unlimited,
-                    refresh_per_address: unlimited,
-                },
+                limits: super::unlimited_auth_limits(),
                 ..AuthConfig::default()
             },
             &tokens_config,
@@ -494,38 +469,11 @@ impl Platform {
         server.add_service(trading.server());
         let addr = server.local_addr();
         let pool = trading.pool().clone();
-        let stop = CancellationToken::new();
-        let mut tasks = Vec::new();
-        {
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                let _ = server.run_until_stopped(stop.cancelled_owned()).await;
-            }));
-        }
-        {
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(err) = auth.run_until_stopped(stop).await {
-                    tracing::error!(error = %err, "auth background work failed");
-                }
-            }));
-        }
-        {
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(err) = trading.run_until_stopped(stop).await {
-                    tracing::error!(error = %err, "trading background work failed");
-                }
-            }));
-        }
-        {
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(err) = revenue.run_until_stopped(stop).await {
-                    tracing::error!(error = %err, "revenue background work failed");
-                }
-            }));
-        }
+        let mut running = Running::default();
+        running.serve(server);
+        running.spawn("auth", move |stop| auth.run_until_stopped(stop));
+        running.spawn("trading", move |stop| trading.run_until_stopped(stop));
+        running.spawn("revenue", move |stop| revenue.run_until_stopped(stop));
         Ok(Self {
             addr,
             database,
@@ -536,8 +484,7 @@ impl Platform {
             tokens,
             pool,
             redis,
-            stop,
-            tasks,
+            running,
         })
     }
 
@@ -760,27 +707,7 @@ impl Platform {
 
     /// Stops every service and deletes the sessions and limits the run wrote to Redis.
     async fn stop(self) {
-        self.stop.cancel();
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        if let Err(err) = delete_keys(&self.redis).await {
-            eprintln!(
-                "wharf-bench: could not delete Redis keys {}*: {err}",
-                self.redis.key_prefix
-            );
-        }
+        self.running.stop().await;
+        super::delete_redis_keys(&self.redis).await;
     }
-}
-
-async fn delete_keys(config: &RedisConfig) -> anyhow::Result<()> {
-    let mut redis = config.connect_lazy()?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", config.key_prefix))
-        .query_async(&mut redis)
-        .await?;
-    for chunk in keys.chunks(500) {
-        let _: i64 = redis::cmd("DEL").arg(chunk).query_async(&mut redis).await?;
-    }
-    Ok(())
 }

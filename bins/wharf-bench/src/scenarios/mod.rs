@@ -14,6 +14,9 @@
 //! - [`social`]: a trade fanned out to 10,000 followers against the raw insert.
 //! - [`isolation`]: order and login latency with social running, then stopped.
 //! - [`gateway`]: a cheap RPC through the gateway against direct; notification fan-out.
+//!
+//! The service scenarios run their servers and the services' background work through
+//! [`Running`].
 
 pub mod apply;
 pub mod auth;
@@ -235,5 +238,101 @@ pub async fn wait_for_count(
             last_sample = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The servers and service background work a scenario runs in process, stopped together.
+#[derive(Debug, Default)]
+pub struct Running {
+    stop: tokio_util::sync::CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Serves `server` until [`Running::stop`].
+    pub fn serve(&mut self, server: wharf_runtime::GrpcServer) {
+        let stop = self.stop.clone();
+        self.tasks.push(tokio::spawn(async move {
+            let _ = server.run_until_stopped(stop.cancelled_owned()).await;
+        }));
+    }
+
+    /// Runs a service's background work (`App::run_until_stopped`) until [`Running::stop`];
+    /// a failure is logged under `name`.
+    pub fn spawn<F, E>(
+        &mut self,
+        name: &'static str,
+        work: impl FnOnce(tokio_util::sync::CancellationToken) -> F,
+    ) where
+        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let work = work(self.stop.clone());
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(err) = work.await {
+                tracing::error!(error = %err, "{name} background work failed");
+            }
+        }));
+    }
+
+    /// Stops everything and waits for in-flight work to finish.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Deletes every Redis key under `config`'s prefix (the run's sessions and rate-limit
+/// buckets); a failure is reported, never fatal.
+pub async fn delete_redis_keys(config: &wharf_runtime::config::RedisConfig) {
+    let deleted = async {
+        let mut redis = config.connect_lazy()?;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", config.key_prefix))
+            .query_async(&mut redis)
+            .await?;
+        for chunk in keys.chunks(1000) {
+            let _: i64 = redis::cmd("DEL").arg(chunk).query_async(&mut redis).await?;
+        }
+        Ok::<(), redis::RedisError>(())
+    };
+    if let Err(err) = deleted.await {
+        progress(&format!(
+            "could not delete Redis keys {}*: {err}",
+            config.key_prefix
+        ));
+    }
+}
+
+/// `message` with `authorization: Bearer <token>`.
+pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// A market buy of one BOLT under idempotency key `key`.
+pub fn place_request(key: &str) -> wharf_proto::wharf::trading::v1::PlaceOrderRequest {
+    wharf_proto::wharf::trading::v1::PlaceOrderRequest {
+        idempotency_key: key.to_owned(),
+        instrument: "BOLT".to_owned(),
+        side: wharf_proto::wharf::trading::v1::Side::Buy.into(),
+        quantity: 1,
+    }
+}
+
+/// Auth limits out of reach: the scenarios measure throughput and latency, not refusals.
+pub fn unlimited_auth_limits() -> wharf_auth::AuthLimits {
+    let unlimited = wharf_resilience::Limit::new(1_000_000, Duration::from_secs(1));
+    wharf_auth::AuthLimits {
+        login_per_address: unlimited,
+        login_failures_per_account_address: unlimited,
+        login_failures_per_account: unlimited,
+        register_per_address: unlimited,
+        refresh_per_address: unlimited,
     }
 }

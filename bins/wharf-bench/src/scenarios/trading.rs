@@ -19,20 +19,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
-use tonic::Request;
 use tonic::transport::Channel;
 use wharf_proto::wharf::trading::v1::trading_service_client::TradingServiceClient;
-use wharf_proto::wharf::trading::v1::{DepositRequest, PlaceOrderRequest, Side};
+use wharf_proto::wharf::trading::v1::{DepositRequest, Side};
 use wharf_runtime::GrpcServer;
 use wharf_runtime::server::ServerConfig;
 use wharf_tokens::{Identity, Tokens, TokensConfig};
 use wharf_trading::service::OrderRequest;
 
 use super::progress;
+use super::{bearer, place_request};
 use crate::cli::Params;
 use crate::env::BenchEnv;
 use crate::results::{Percentiles, Throughput, micros_histogram};
+use crate::scenarios::Running;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TradingRun {
@@ -163,30 +163,12 @@ fn order(key: &str) -> OrderRequest<'_> {
     }
 }
 
-fn place_request(key: &str) -> PlaceOrderRequest {
-    PlaceOrderRequest {
-        idempotency_key: key.to_owned(),
-        instrument: "BOLT".to_owned(),
-        side: Side::Buy.into(),
-        quantity: 1,
-    }
-}
-
-fn bearer<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Ok(value) = format!("Bearer {token}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
-}
-
 struct Platform {
     addr: SocketAddr,
     app_handlers: wharf_trading::service::TradingHandlers,
     tokens: Tokens,
     pool: sqlx::PgPool,
-    stop: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    running: Running,
 }
 
 impl Platform {
@@ -244,37 +226,16 @@ impl Platform {
         let addr = server.local_addr();
         let app_handlers = trading.handlers().clone();
         let pool = trading.pool().clone();
-        let stop = CancellationToken::new();
-        let mut tasks = Vec::new();
-        {
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                let _ = server.run_until_stopped(stop.cancelled_owned()).await;
-            }));
-        }
-        {
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(err) = trading.run_until_stopped(stop).await {
-                    tracing::error!(error = %err, "trading background work failed");
-                }
-            }));
-        }
-        {
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(err) = revenue.run_until_stopped(stop).await {
-                    tracing::error!(error = %err, "revenue background work failed");
-                }
-            }));
-        }
+        let mut running = Running::default();
+        running.serve(server);
+        running.spawn("trading", move |stop| trading.run_until_stopped(stop));
+        running.spawn("revenue", move |stop| revenue.run_until_stopped(stop));
         Ok(Self {
             addr,
             app_handlers,
             tokens,
             pool,
-            stop,
-            tasks,
+            running,
         })
     }
 
@@ -386,9 +347,6 @@ impl Platform {
     }
 
     async fn stop(self) {
-        self.stop.cancel();
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        self.running.stop().await;
     }
 }

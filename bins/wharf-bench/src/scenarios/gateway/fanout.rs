@@ -30,7 +30,7 @@ use wharf_proto::wharf::gateway::v1::{Notification, SubscribeRequest, SubscribeR
 use wharf_tokens::TokensConfig;
 use wharf_tokens::session::{session_key, store_prefix};
 
-use super::{Instance, bearer, progress};
+use super::{Instance, progress};
 use crate::cli::Params;
 use crate::results::{Percentiles, Throughput, micros_histogram};
 use crate::scenarios::{deadline_for, wait_for_count};
@@ -178,7 +178,7 @@ async fn measure(
                 let connection = connection_of(n);
                 let mut client = NotificationsClient::new(channels[connection].clone());
                 async move {
-                    let request = bearer(token, SubscribeRequest::default())?;
+                    let request = crate::scenarios::bearer(token, SubscribeRequest::default());
                     let stream = client
                         .subscribe(request)
                         .await

@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 use wharf_gateway::notify::Hub;
 use wharf_gateway::{App, Deps, GatewayConfig};
 use wharf_resilience::Limit;
@@ -39,6 +38,7 @@ use wharf_tokens::TokensConfig;
 use super::progress;
 use crate::cli::Params;
 use crate::env::BenchEnv;
+use crate::scenarios::Running;
 
 /// Through-gateway throughput ≥ this × direct.
 pub const RPC_RATIO_TARGET: f64 = 0.6;
@@ -74,12 +74,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<GatewayRun> 
     if env.js.delete_stream(&notify).await.is_err() {
         progress(&format!("could not delete stream {notify}"));
     }
-    if let Err(err) = delete_keys(&redis).await {
-        progress(&format!(
-            "could not delete Redis keys {}*: {err:#}",
-            redis.key_prefix
-        ));
-    }
+    super::delete_redis_keys(&redis).await;
     outcome
 }
 
@@ -98,8 +93,7 @@ fn config() -> GatewayConfig {
 struct Instance {
     addr: SocketAddr,
     hub: Arc<Hub>,
-    stop: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    running: Running,
 }
 
 impl Instance {
@@ -121,56 +115,13 @@ impl Instance {
         app.register(&mut server).await;
         let addr = server.local_addr();
         let hub = Arc::clone(app.hub());
-        let stop = CancellationToken::new();
-        let serving = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let _ = server.run_until_stopped(stop.cancelled_owned()).await;
-            })
-        };
-        let background = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                if let Err(err) = app.run_until_stopped(stop).await {
-                    tracing::error!(error = %err, "gateway background work failed");
-                }
-            })
-        };
-        Ok(Self {
-            addr,
-            hub,
-            stop,
-            tasks: vec![serving, background],
-        })
+        let mut running = Running::default();
+        running.serve(server);
+        running.spawn("gateway", move |stop| app.run_until_stopped(stop));
+        Ok(Self { addr, hub, running })
     }
 
     async fn stop(self) {
-        self.stop.cancel();
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        self.running.stop().await;
     }
-}
-
-/// Deletes every key under the scenario's prefix: sessions, rate-limit buckets.
-async fn delete_keys(config: &RedisConfig) -> anyhow::Result<()> {
-    let mut redis = config.connect_lazy()?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", config.key_prefix))
-        .query_async(&mut redis)
-        .await?;
-    for chunk in keys.chunks(1000) {
-        let _: i64 = redis::cmd("DEL").arg(chunk).query_async(&mut redis).await?;
-    }
-    Ok(())
-}
-
-/// `message` with `authorization: Bearer <token>`.
-fn bearer<T>(token: &str, message: T) -> anyhow::Result<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    let value = format!("Bearer {token}")
-        .parse()
-        .context("a token is a valid header value")?;
-    request.metadata_mut().insert("authorization", value);
-    Ok(request)
 }

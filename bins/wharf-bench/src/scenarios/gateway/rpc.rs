@@ -17,15 +17,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::Channel;
+use wharf_auth::AuthConfig;
 use wharf_auth::password::HashPriority;
-use wharf_auth::{AuthConfig, AuthLimits};
 use wharf_gateway::Deps;
 use wharf_proto::wharf::auth::v1::auth_service_client::AuthServiceClient;
 use wharf_proto::wharf::auth::v1::{LoginRequest, RegisterRequest, WhoAmIRequest};
-use wharf_resilience::Limit;
 use wharf_runtime::GrpcServer;
 use wharf_runtime::server::ServerConfig;
 use wharf_tokens::TokensConfig;
@@ -34,6 +32,7 @@ use super::{Instance, progress};
 use crate::cli::Params;
 use crate::env::BenchEnv;
 use crate::results::{Percentiles, Throughput, micros_histogram};
+use crate::scenarios::Running;
 
 /// Closed-loop callers: enough in flight that neither server ever waits for work.
 const CLIENTS: usize = 64;
@@ -274,8 +273,7 @@ async fn who_am_i(
 struct AuthUpstream {
     addr: SocketAddr,
     pool: sqlx::PgPool,
-    stop: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    running: Running,
 }
 
 impl AuthUpstream {
@@ -286,18 +284,11 @@ impl AuthUpstream {
                 .await
                 .context("failed to migrate the auth schema")?;
         }
-        let unlimited = Limit::new(1_000_000, Duration::from_secs(1));
         let config = AuthConfig {
             relay: false,
             // Logins here are set-up, not measured: they must not starve behind other work.
             password_priority: HashPriority::Normal,
-            limits: AuthLimits {
-                login_per_address: unlimited,
-                login_failures_per_account_address: unlimited,
-                login_failures_per_account: unlimited,
-                register_per_address: unlimited,
-                refresh_per_address: unlimited,
-            },
+            limits: crate::scenarios::unlimited_auth_limits(),
             ..AuthConfig::default()
         };
         let app = wharf_auth::App::build(
@@ -321,26 +312,13 @@ impl AuthUpstream {
         .await?;
         server.add_service(app.server());
         let addr = server.local_addr();
-        let stop = CancellationToken::new();
-        let serving = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let _ = server.run_until_stopped(stop.cancelled_owned()).await;
-            })
-        };
-        let background = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                if let Err(err) = app.run_until_stopped(stop).await {
-                    tracing::error!(error = %err, "auth background work failed");
-                }
-            })
-        };
+        let mut running = Running::default();
+        running.serve(server);
+        running.spawn("auth", move |stop| app.run_until_stopped(stop));
         Ok(Self {
             addr,
             pool,
-            stop,
-            tasks: vec![serving, background],
+            running,
         })
     }
 
@@ -385,9 +363,6 @@ impl AuthUpstream {
     }
 
     async fn stop(self) {
-        self.stop.cancel();
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        self.running.stop().await;
     }
 }
