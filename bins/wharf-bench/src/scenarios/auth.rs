@@ -146,12 +146,6 @@ struct Service {
 
 impl Service {
     async fn start(env: &BenchEnv, cores: usize) -> anyhow::Result<Self> {
-        let database = env.database_config();
-        for schema in wharf_auth::schemas() {
-            wharf_runtime::db::migrate(&database, &schema)
-                .await
-                .context("failed to migrate the auth schema")?;
-        }
         let topology = env.topology("auth").await?;
         let redis = RedisConfig {
             url: std::env::var("REDIS_URL").unwrap_or_else(|_| RedisConfig::default().url),
@@ -168,30 +162,19 @@ impl Service {
             limits: super::unlimited_auth_limits(),
             ..AuthConfig::default()
         };
-        let app = App::build(
-            Deps {
-                database,
-                nats: env.client.clone(),
-                redis: redis.clone(),
-                namespace: topology.namespace.clone(),
-                relay: wharf_outbox::RelayConfig::default(),
-            },
+        let AuthServed {
+            addr,
+            pool,
+            running,
+        } = serve_auth(
+            env,
+            env.client.clone(),
+            &redis,
+            &topology.namespace,
             config,
             &tokens,
         )
-        .await
-        .context("failed to start the auth service")?;
-        let pool = app.pool().clone();
-        let mut server = GrpcServer::bind(&ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..ServerConfig::default()
-        })
         .await?;
-        server.add_service(app.server());
-        let addr = server.local_addr();
-        let mut running = Running::default();
-        running.serve(server);
-        running.spawn("auth", move |stop| app.run_until_stopped(stop));
         Ok(Self {
             addr,
             running,
@@ -323,4 +306,57 @@ impl Service {
         self.running.stop().await;
         super::delete_redis_keys(&self.redis).await;
     }
+}
+
+/// The auth service in this process, on its own loopback port.
+pub struct AuthServed {
+    pub addr: SocketAddr,
+    pub pool: sqlx::PgPool,
+    pub running: Running,
+}
+
+/// Migrates the auth schema of the run's database and serves auth with `config`.
+pub async fn serve_auth(
+    env: &BenchEnv,
+    nats: async_nats::Client,
+    redis: &RedisConfig,
+    namespace: &wharf_events::Namespace,
+    config: AuthConfig,
+    tokens: &TokensConfig,
+) -> anyhow::Result<AuthServed> {
+    let database = env.database_config();
+    for schema in wharf_auth::schemas() {
+        wharf_runtime::db::migrate(&database, &schema)
+            .await
+            .context("failed to migrate the auth schema")?;
+    }
+    let app = App::build(
+        Deps {
+            database,
+            nats,
+            redis: redis.clone(),
+            namespace: namespace.clone(),
+            relay: wharf_outbox::RelayConfig::default(),
+        },
+        config,
+        tokens,
+    )
+    .await
+    .context("failed to start the auth service")?;
+    let pool = app.pool().clone();
+    let mut server = GrpcServer::bind(&ServerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..ServerConfig::default()
+    })
+    .await?;
+    server.add_service(app.server());
+    let addr = server.local_addr();
+    let mut running = Running::default();
+    running.serve(server);
+    running.spawn("auth", move |stop| app.run_until_stopped(stop));
+    Ok(AuthServed {
+        addr,
+        pool,
+        running,
+    })
 }

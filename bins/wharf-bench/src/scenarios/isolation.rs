@@ -428,36 +428,13 @@ impl Platform {
         )
         .await
         .context("failed to start auth")?;
-        let trading = wharf_trading::App::build(
-            wharf_trading::Deps {
-                database: database.clone(),
-                nats: env.client.clone(),
-                namespace: topology.namespace.clone(),
-                relay: wharf_outbox::RelayConfig::default(),
-            },
-            wharf_trading::TradingConfig {
-                reconcile: wharf_trading::ReconcileConfig {
-                    interval: Duration::ZERO,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
+        let (trading, revenue) = super::trading::start_trading_and_revenue(
+            env,
+            &database,
+            &topology.namespace,
             &tokens_config,
         )
-        .await
-        .context("failed to start trading")?;
-        let revenue = wharf_revenue::App::build(
-            wharf_revenue::Deps {
-                database: database.clone(),
-                nats: env.client.clone(),
-                namespace: topology.namespace.clone(),
-                relay: wharf_outbox::RelayConfig::default(),
-            },
-            wharf_revenue::RevenueConfig::default(),
-            &tokens_config,
-        )
-        .await
-        .context("failed to start revenue")?;
+        .await?;
 
         let mut server = GrpcServer::bind(&ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -186,36 +186,8 @@ impl Platform {
         let mut tokens_config = TokensConfig::default();
         tokens_config.with_development_key();
         let tokens = tokens_config.tokens()?;
-        let trading = wharf_trading::App::build(
-            wharf_trading::Deps {
-                database: database.clone(),
-                nats: env.client.clone(),
-                namespace: topology.namespace.clone(),
-                relay: wharf_outbox::RelayConfig::default(),
-            },
-            wharf_trading::TradingConfig {
-                reconcile: wharf_trading::ReconcileConfig {
-                    interval: Duration::ZERO,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            &tokens_config,
-        )
-        .await
-        .context("failed to start trading")?;
-        let revenue = wharf_revenue::App::build(
-            wharf_revenue::Deps {
-                database,
-                nats: env.client.clone(),
-                namespace: topology.namespace.clone(),
-                relay: wharf_outbox::RelayConfig::default(),
-            },
-            wharf_revenue::RevenueConfig::default(),
-            &tokens_config,
-        )
-        .await
-        .context("failed to start revenue")?;
+        let (trading, revenue) =
+            start_trading_and_revenue(env, &database, &topology.namespace, &tokens_config).await?;
         let mut server = GrpcServer::bind(&ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_concurrent_requests: 4096,
@@ -349,4 +321,44 @@ impl Platform {
     async fn stop(self) {
         self.running.stop().await;
     }
+}
+
+/// Trading (without periodic reconciliation) and revenue, on the run's database and namespace.
+pub async fn start_trading_and_revenue(
+    env: &BenchEnv,
+    database: &wharf_runtime::db::DatabaseConfig,
+    namespace: &wharf_events::Namespace,
+    tokens_config: &TokensConfig,
+) -> anyhow::Result<(wharf_trading::App, wharf_revenue::App)> {
+    let trading = wharf_trading::App::build(
+        wharf_trading::Deps {
+            database: database.clone(),
+            nats: env.client.clone(),
+            namespace: namespace.clone(),
+            relay: wharf_outbox::RelayConfig::default(),
+        },
+        wharf_trading::TradingConfig {
+            reconcile: wharf_trading::ReconcileConfig {
+                interval: Duration::ZERO,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        tokens_config,
+    )
+    .await
+    .context("failed to start trading")?;
+    let revenue = wharf_revenue::App::build(
+        wharf_revenue::Deps {
+            database: database.clone(),
+            nats: env.client.clone(),
+            namespace: namespace.clone(),
+            relay: wharf_outbox::RelayConfig::default(),
+        },
+        wharf_revenue::RevenueConfig::default(),
+        tokens_config,
+    )
+    .await
+    .context("failed to start revenue")?;
+    Ok((trading, revenue))
 }

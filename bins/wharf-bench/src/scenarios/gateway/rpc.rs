@@ -24,8 +24,6 @@ use wharf_auth::password::HashPriority;
 use wharf_gateway::Deps;
 use wharf_proto::wharf::auth::v1::auth_service_client::AuthServiceClient;
 use wharf_proto::wharf::auth::v1::{LoginRequest, RegisterRequest, WhoAmIRequest};
-use wharf_runtime::GrpcServer;
-use wharf_runtime::server::ServerConfig;
 use wharf_tokens::TokensConfig;
 
 use super::{Instance, progress};
@@ -278,12 +276,6 @@ struct AuthUpstream {
 
 impl AuthUpstream {
     async fn start(env: &BenchEnv, deps: &Deps, tokens: &TokensConfig) -> anyhow::Result<Self> {
-        let database = env.database_config();
-        for schema in wharf_auth::schemas() {
-            wharf_runtime::db::migrate(&database, &schema)
-                .await
-                .context("failed to migrate the auth schema")?;
-        }
         let config = AuthConfig {
             relay: false,
             // Logins here are set-up, not measured: they must not starve behind other work.
@@ -291,34 +283,19 @@ impl AuthUpstream {
             limits: crate::scenarios::unlimited_auth_limits(),
             ..AuthConfig::default()
         };
-        let app = wharf_auth::App::build(
-            wharf_auth::Deps {
-                database,
-                nats: deps.nats.clone(),
-                redis: deps.redis.clone(),
-                namespace: deps.namespace.clone(),
-                relay: wharf_outbox::RelayConfig::default(),
-            },
+        let served = crate::scenarios::auth::serve_auth(
+            env,
+            deps.nats.clone(),
+            &deps.redis,
+            &deps.namespace,
             config,
             tokens,
         )
-        .await
-        .context("failed to start the auth service")?;
-        let pool = app.pool().clone();
-        let mut server = GrpcServer::bind(&ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..ServerConfig::default()
-        })
         .await?;
-        server.add_service(app.server());
-        let addr = server.local_addr();
-        let mut running = Running::default();
-        running.serve(server);
-        running.spawn("auth", move |stop| app.run_until_stopped(stop));
         Ok(Self {
-            addr,
-            pool,
-            running,
+            addr: served.addr,
+            pool: served.pool,
+            running: served.running,
         })
     }
 
