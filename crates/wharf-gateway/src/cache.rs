@@ -57,10 +57,6 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
         }
         shard.insert(key, (value, until));
     }
-
-    pub fn remove(&self, key: &K) {
-        self.shard(key).remove(key);
-    }
 }
 
 #[cfg(test)]

@@ -150,12 +150,6 @@ impl Edge {
         }
     }
 
-    /// Forgets a session's cached state (after a logout through this gateway).
-    pub fn forget_session(&self, identity: &Identity) {
-        self.session_state
-            .remove(&format!("{}\0{}", identity.session_id, identity.user_id));
-    }
-
     /// Counts one call against the caller's address and, when authenticated, the user; both
     /// in one Redis round trip, shared by every gateway instance.
     pub async fn admit(&self, user: Option<&Identity>, address: &str) -> Result<(), Status> {
