@@ -72,7 +72,7 @@ pub fn message(event: &TradeExecuted) -> (HeaderMap, Bytes) {
 
 /// The ledger insert, inside the caller's transaction.
 pub async fn record(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     event_id: uuid::Uuid,
     trade: &TradeExecuted,
 ) -> Result<(), sqlx::Error> {
@@ -111,7 +111,7 @@ impl<O: Observer> Handler<TradeExecuted> for LedgerHandler<O> {
         &self,
         ctx: &EventContext,
         event: TradeExecuted,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), HandlerError> {
         let event_id = uuid::Uuid::parse_str(&ctx.envelope.event_id)
             .map_err(|err| HandlerError::Permanent(format!("bad event id: {err}")))?;

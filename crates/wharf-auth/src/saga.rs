@@ -35,7 +35,7 @@ impl Handler<ProfileCreated> for OnProfileCreated {
         &self,
         _ctx: &EventContext,
         event: ProfileCreated,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), HandlerError> {
         let id = user_id(&event.user_id)?;
         match users::settle(tx, id, UserStatus::Active, None).await? {
@@ -56,7 +56,7 @@ impl Handler<ProfileCreationFailed> for OnProfileCreationFailed {
         &self,
         _ctx: &EventContext,
         event: ProfileCreationFailed,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), HandlerError> {
         let id = user_id(&event.user_id)?;
         let reason = if event.reason.is_empty() {

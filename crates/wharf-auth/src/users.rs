@@ -159,7 +159,7 @@ fn unique_violation(err: &sqlx::Error) -> Option<&str> {
 /// Saga outcome: moves a PENDING user on. Returns the status the user had, or `None` if there
 /// is no such user.
 pub async fn settle(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     user_id: Uuid,
     to: UserStatus,
     reason: Option<&str>,

@@ -12,10 +12,12 @@
 //! A crash between 3 and 4 redelivers the event after `ack_wait`, and step 2 absorbs it.
 //!
 //! When several messages are already waiting, up to `max_batch` of them share one transaction
-//! (one commit instead of one each): their inbox rows go in with one statement, and each
-//! handler runs behind its own savepoint, so a failing event is rolled back (its inbox row
-//! too) and retried on its own while the others commit. A handler's database error, or a
-//! failed commit, sends the whole batch back through the one-event path.
+//! (one commit instead of one each): their inbox rows go in with one statement, then each
+//! handler runs. A handler that fails settles its own event (retry or dead letter, as alone)
+//! and the transaction starts over without it, so the others still commit; failures are rare,
+//! and a savepoint per event would cost every batch a round trip per event instead. A
+//! handler's database error, or a failed commit, sends the whole batch back through the
+//! one-event path.
 //! A handler failure is NAK'd with exponential backoff; after `max_deliver` failed deliveries the
 //! message goes to `DLQ` with its subject, headers, payload, the error and the delivery count,
 //! and is terminated. Failures of the runtime's own database work (the database is down) are
@@ -37,12 +39,14 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind};
 use futures::future::join_all;
 use futures::{FutureExt, StreamExt};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
 use wharf_proto::Event;
+
+use wharf_runtime::db::HeldConnections;
 
 use crate::dlq::{self, DeadLetter};
 use crate::envelope::{self, Envelope};
@@ -65,7 +69,7 @@ pub struct ConsumerConfig {
     /// Messages requested per pull.
     pub batch: usize,
     /// Most events applied in one transaction, when several are waiting at once (each keeps
-    /// its own inbox row and savepoint). 1 gives every event its own transaction.
+    /// its own inbox row). 1 gives every event its own transaction.
     pub max_batch: usize,
 }
 
@@ -122,7 +126,7 @@ pub trait Handler<E: Event>: Send + Sync + 'static {
         &'a self,
         ctx: &'a EventContext,
         event: E,
-        tx: &'a mut Transaction<'static, Postgres>,
+        tx: &'a mut Transaction<'_, Postgres>,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a;
 }
 
@@ -208,7 +212,11 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
             durable: namespace.durable(&config.name),
             filter_subject: namespace.subject(E::SUBJECT),
             ack_wait: config.ack_wait,
-            max_ack_pending: i64::try_from(config.concurrency.max(1) * 2).unwrap_or(i64::MAX),
+            // Room for every slot to fill its batch: with only a message or two per slot
+            // outstanding, events trickle in one per transaction, each paying for its own
+            // commit.
+            max_ack_pending: i64::try_from(config.concurrency.max(1) * config.max_batch.max(1))
+                .unwrap_or(i64::MAX),
         };
         Self {
             js,
@@ -244,7 +252,7 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
     /// - only once the transaction holding the event's inbox row and its handler's effect has
     ///   committed, so whatever the hook reads from the database includes that effect;
     /// - never for an event whose effect was rolled back: a handler that failed (retried or
-    ///   dead-lettered), a handler rolled back to its savepoint within a batch, a batch whose
+    ///   dead-lettered), a batch started over without a failed handler's event, a batch whose
     ///   commit failed (its events are then applied one by one, and the hook runs for those
     ///   that commit);
     /// - never for a duplicate the inbox absorbs (a redelivery, or the same event id published
@@ -273,7 +281,7 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
         let consumer = self.topology.ensure_consumer(&self.js, &self.spec).await?;
         let worker = Arc::new(Worker {
             js: self.js.clone(),
-            pool: self.pool,
+            conns: HeldConnections::new(self.pool, HELD_CONNECTION_LINGER),
             topology: self.topology,
             config: self.config,
             handler: self.handler,
@@ -283,6 +291,17 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
         });
         let permits = Arc::new(Semaphore::new(worker.config.concurrency.max(1)));
         let tasks = TaskTracker::new();
+        // Ends with this future, however it ends (a dropped consumer keeps no connections).
+        let trimmer = AbortOnDropHandle::new(tokio::spawn({
+            let worker = Arc::clone(&worker);
+            async move {
+                let mut tick = tokio::time::interval(HELD_CONNECTION_LINGER);
+                loop {
+                    tick.tick().await;
+                    worker.conns.trim();
+                }
+            }
+        }));
         let mut reconnect_delay = Duration::from_millis(100);
 
         while !shutdown.is_cancelled() {
@@ -365,13 +384,15 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
         // In-flight events finish (and are acknowledged) before the consumer returns.
         tasks.close();
         tasks.wait().await;
+        drop(trimmer);
         Ok(())
     }
 }
 
 struct Worker<E, H> {
     js: jetstream::Context,
-    pool: PgPool,
+    /// Each slot's connection stays out of the pool while the consumer is busy.
+    conns: HeldConnections,
     topology: Topology,
     config: ConsumerConfig,
     handler: Arc<H>,
@@ -421,10 +442,8 @@ enum BatchError {
     Abandoned(String),
 }
 
-/// The savepoint each handler of a batch runs behind.
-const SAVEPOINT: &str = "SAVEPOINT wharf_event";
-const NEXT_SAVEPOINT: &str = "RELEASE SAVEPOINT wharf_event; SAVEPOINT wharf_event";
-const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT wharf_event";
+/// How long a slot's connection stays out of the pool unused.
+const HELD_CONNECTION_LINGER: Duration = Duration::from_secs(1);
 
 const INBOX_INSERT: &str =
     "INSERT INTO inbox (consumer, event_id, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
@@ -432,7 +451,6 @@ const INBOX_INSERT: &str =
 const INBOX_INSERT_MANY: &str = "INSERT INTO inbox (consumer, event_id, subject) \
      SELECT $1, event_id, subject FROM unnest($2::uuid[], $3::text[]) AS batch (event_id, subject) \
      ON CONFLICT DO NOTHING RETURNING event_id";
-const INBOX_DELETE: &str = "DELETE FROM inbox WHERE consumer = $1 AND event_id = $2";
 
 impl<E: Event, H: Handler<E>> Worker<E, H> {
     /// Applies a batch of messages (one transaction when several can be applied), then
@@ -581,7 +599,20 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
         event_id: uuid::Uuid,
         event: E,
     ) -> Result<Outcome, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conns.acquire().await?;
+        let outcome = self.apply_one_on(&mut conn, ctx, event_id, event).await?;
+        self.conns.keep(conn);
+        Ok(outcome)
+    }
+
+    async fn apply_one_on(
+        &self,
+        conn: &mut PgConnection,
+        ctx: &EventContext,
+        event_id: uuid::Uuid,
+        event: E,
+    ) -> Result<Outcome, sqlx::Error> {
+        let mut tx = conn.begin().await?;
         let inserted = sqlx::query(INBOX_INSERT)
             .bind(&self.config.name)
             .bind(event_id)
@@ -606,10 +637,9 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
     }
 
     /// Several events in one transaction. One statement inserts their inbox rows, then each
-    /// new event's handler runs; every handler after the first runs behind a savepoint. A
-    /// handler that fails is rolled back alone (to its savepoint, its inbox row removed; or,
-    /// if it ran first, by starting the transaction over without it), so the others still
-    /// commit, and its outcome is what it would have been alone.
+    /// new event's handler runs. A handler that fails settles its event and the transaction
+    /// starts over without it, so the others still commit, and its outcome is what it would
+    /// have been alone.
     ///
     /// Fills in `settled` (aligned with `ready`) for every event whose outcome is decided;
     /// on an error, the events left unsettled have not been applied.
@@ -619,11 +649,38 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
         ready: &[(usize, Decoded<E>)],
         settled: &mut [Option<Outcome>],
     ) -> Result<(), BatchError> {
+        let mut conn = self
+            .conns
+            .acquire()
+            .await
+            .map_err(BatchError::Unavailable)?;
+        self.apply_batch_on(&mut conn, received, ready, settled)
+            .await?;
+        self.conns.keep(conn);
+        Ok(())
+    }
+
+    async fn apply_batch_on(
+        &self,
+        conn: &mut PgConnection,
+        received: &[Received],
+        ready: &[(usize, Decoded<E>)],
+        settled: &mut [Option<Outcome>],
+    ) -> Result<(), BatchError> {
         let abandoned = |err: sqlx::Error| BatchError::Abandoned(err.to_string());
-        let mut from = 0;
-        'attempt: while from < ready.len() {
-            let pending = &ready[from..];
-            let mut tx = self.pool.begin().await.map_err(BatchError::Unavailable)?;
+        // Each attempt applies the events not settled yet; a handler that fails settles its
+        // own event and the attempt starts over without it.
+        loop {
+            let pending: Vec<(usize, &Decoded<E>)> = ready
+                .iter()
+                .enumerate()
+                .filter(|(position, _)| settled[*position].is_none())
+                .map(|(position, (_, decoded))| (position, decoded))
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let mut tx = conn.begin().await.map_err(BatchError::Unavailable)?;
             let ids: Vec<uuid::Uuid> = pending
                 .iter()
                 .map(|(_, decoded)| decoded.event_id)
@@ -643,25 +700,15 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
             let mut new: HashSet<uuid::Uuid> = inserted.into_iter().collect();
 
             let mut applied = Vec::with_capacity(pending.len());
-            let mut handled = false;
-            let mut savepoint = false;
-            for (offset, (index, decoded)) in pending.iter().enumerate() {
-                let position = from + offset;
-                let span = &received[*index].span;
+            let mut failed = false;
+            for (position, decoded) in pending {
+                let span = &received[ready[position].0].span;
                 let ctx = &decoded.ctx;
                 if !new.remove(&decoded.event_id) {
                     self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                     span.in_scope(|| tracing::debug!(event_id = %decoded.event_id, "already applied; acknowledging"));
                     settled[position] = Some(Outcome::Ack);
                     continue;
-                }
-                if handled {
-                    let mark = if savepoint { NEXT_SAVEPOINT } else { SAVEPOINT };
-                    sqlx::raw_sql(mark)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(abandoned)?;
-                    savepoint = true;
                 }
                 let result = self
                     .handler
@@ -673,29 +720,17 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
                     // Maybe the event's doing, maybe the batch's (a deadlock between two
                     // batches): the one-event path decides.
                     Err(HandlerError::Database(err)) => return Err(abandoned(err)),
-                    Err(err) if !handled => {
-                        // Nothing else ran in this transaction: drop it, and go on without
-                        // this event.
-                        drop(tx);
-                        settled[position] = Some(span.in_scope(|| self.failed(ctx, err)));
-                        from = position + 1;
-                        continue 'attempt;
-                    }
                     Err(err) => {
-                        sqlx::raw_sql(ROLLBACK_TO_SAVEPOINT)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(abandoned)?;
-                        sqlx::query(INBOX_DELETE)
-                            .bind(&self.config.name)
-                            .bind(decoded.event_id)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(abandoned)?;
                         settled[position] = Some(span.in_scope(|| self.failed(ctx, err)));
+                        failed = true;
+                        break;
                     }
                 }
-                handled = true;
+            }
+            if failed {
+                // Rolled back (with every inbox row of the attempt); the others go again.
+                drop(tx);
+                continue;
             }
             tx.commit().await.map_err(abandoned)?;
 
@@ -712,9 +747,8 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
                 }
                 settled[position] = Some(Outcome::Ack);
             }
-            break;
+            return Ok(());
         }
-        Ok(())
     }
 
     /// What a handler's failure means for its event.

@@ -166,7 +166,9 @@ pub enum TopologyError {
         horizon: Duration,
     },
     #[error(
-        "consumer {durable} on {stream}: live {field} is {live}, but Wharf declares {declared}"
+        "consumer {durable} on {stream}: live {field} is {live}, but Wharf declares {declared}; \
+         once every instance runs the same settings, set the durable to the declared value \
+         (`nats consumer edit {stream} {durable}`)"
     )]
     ConsumerContradicts {
         stream: String,

@@ -43,7 +43,11 @@ pub struct RelayConfig {
     /// Rows claimed and published per batch.
     pub batch_size: usize,
     /// Concurrent drain workers; each owns a disjoint slice of the buckets, so order per key
-    /// holds while batches overlap.
+    /// holds while batches overlap. One is best with NATS nearby: its next batch takes every
+    /// row committed while it was publishing, where several workers would each claim, publish
+    /// and commit a row or two, and a steady flow would pay three database round trips per
+    /// event (`wharf-bench --only latency --relay-workers N` shows it). More overlap slow
+    /// publish acks (a distant NATS).
     pub workers: usize,
     /// Fallback poll when no notification arrives.
     #[serde(with = "humantime_serde")]
@@ -63,7 +67,7 @@ impl Default for RelayConfig {
     fn default() -> Self {
         Self {
             batch_size: 512,
-            workers: 4,
+            workers: 1,
             poll_interval: Duration::from_secs(1),
             publish_timeout: Duration::from_secs(5),
             lease_interval: Duration::from_secs(1),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct RevenueConfig {
     /// Trade events the ledger consumer applies at once. Part of the durable consumer's
-    /// server-side settings (`max_ack_pending` = 2 × this): every instance and restart of the
+    /// server-side settings (`max_ack_pending` = this × the batch of 16): every instance and restart of the
     /// service must use the same value, or start-up refuses the contradiction.
     pub consumer_concurrency: usize,
     /// Failed deliveries of a trade event (the database refusing it, say) before it is

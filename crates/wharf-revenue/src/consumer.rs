@@ -177,7 +177,7 @@ impl Handler<TradeExecuted> for RecordFee {
         &self,
         ctx: &EventContext,
         event: TradeExecuted,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), HandlerError> {
         let wanted = self.entry_of(&event).map_err(HandlerError::Permanent)?;
         let entry = match ledger::record(tx, &wanted).await {

@@ -9,12 +9,13 @@
 //! start-up where replicas would race. A service calls [`ensure_current`] instead, which refuses
 //! to start on a schema that is behind, naming the command to run.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgPool, Postgres};
 
 /// The command that brings every schema up to date.
 pub const MIGRATE_COMMAND: &str = "wharf migrate";
@@ -45,6 +46,15 @@ impl Default for DatabaseConfig {
     }
 }
 
+/// A pooled connection idle for longer than this is pinged before it is handed out.
+///
+/// One that was in use moments ago is not: a ping is a round trip of its own, and on a busy
+/// service it would add one to every transaction. Should such a connection have died in the
+/// meantime (the server restarted), the statement that finds out fails like any lost
+/// connection would mid-transaction, and the pool closes the connection when it comes back
+/// (its release ping fails) — so one call fails, and the next gets a fresh connection.
+pub const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// Opens a pool whose connections resolve unqualified names in `schema` first.
 ///
 /// The pool connects lazily, so a service starts (and reports NOT_SERVING) while the database
@@ -55,6 +65,15 @@ pub fn connect_lazy(config: &DatabaseConfig, schema: &str) -> Result<PgPool, sql
         .max_connections(config.max_connections)
         .min_connections(config.min_connections)
         .acquire_timeout(config.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IDLE_AFTER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options))
 }
 
@@ -68,6 +87,73 @@ fn connect_options(config: &DatabaseConfig, schema: &str) -> Result<PgConnectOpt
         ])
         .log_statements(tracing::log::LevelFilter::Trace);
     Ok(options)
+}
+
+/// Connections a busy worker keeps between transactions instead of handing each back to the
+/// pool, for at most `linger` unused.
+///
+/// The pool pings every connection it takes back (sqlx does, to flush what a cancelled call
+/// may have left), so a worker that takes one per transaction pays an extra round trip each
+/// time. Held here, the next transaction starts at once on a connection that was in use
+/// moments ago. Give back only connections whose last use succeeded ([`Self::keep`]); drop the
+/// others, and the pool decides (its ping closes a broken one).
+#[derive(Debug)]
+pub struct HeldConnections {
+    pool: PgPool,
+    linger: Duration,
+    idle: std::sync::Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
+}
+
+impl HeldConnections {
+    pub fn new(pool: PgPool, linger: Duration) -> Self {
+        Self {
+            pool,
+            linger,
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The most recently used held connection, or one from the pool.
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        let held = self.lock().pop();
+        match held {
+            Some((conn, _)) => Ok(conn),
+            None => self.pool.acquire().await,
+        }
+    }
+
+    /// Keeps a connection whose last use succeeded for the next [`Self::acquire`].
+    pub fn keep(&self, conn: PoolConnection<Postgres>) {
+        self.lock().push((conn, Instant::now()));
+    }
+
+    /// Hands connections unused for `linger` back to the pool; call it periodically.
+    pub fn trim(&self) {
+        let stale: Vec<_> = {
+            let mut idle = self.lock();
+            let now = Instant::now();
+            // Most recently kept last: the stale ones are a prefix.
+            let fresh_from = idle
+                .iter()
+                .position(|(_, kept)| now.duration_since(*kept) < self.linger)
+                .unwrap_or(idle.len());
+            idle.drain(..fresh_from).collect()
+        };
+        // Dropped outside the lock: each goes back to the pool.
+        drop(stale);
+    }
+
+    /// Connections held right now.
+    pub fn held(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(PoolConnection<Postgres>, Instant)>> {
+        // The list stays consistent whatever panicked while holding the lock.
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// A service's schema and the migrations that build it.

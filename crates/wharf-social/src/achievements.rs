@@ -268,7 +268,7 @@ impl Handler<TradeExecuted> for Gamify {
         &self,
         ctx: &EventContext,
         event: TradeExecuted,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), HandlerError> {
         let trade = trade_of(&event).map_err(HandlerError::Permanent)?;
         let unlocks = evaluate(tx, &trade).await?;

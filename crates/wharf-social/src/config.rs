@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct SocialConfig {
     /// Events each consumer (registration, feed, achievements) applies at once. Part of the
-    /// durable consumers' server-side settings (`max_ack_pending` = 2 × this): every instance
+    /// durable consumers' server-side settings (`max_ack_pending` = this × the batch of 16): every instance
     /// and restart of the service must use the same value, or start-up refuses the
     /// contradiction.
     pub consumer_concurrency: usize,

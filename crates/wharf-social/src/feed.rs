@@ -95,7 +95,7 @@ impl Handler<TradeExecuted> for FanOut {
         &self,
         _ctx: &EventContext,
         event: TradeExecuted,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), HandlerError> {
         let trade = trade_of(&event).map_err(HandlerError::Permanent)?;
         let written = store::fan_out(

@@ -74,7 +74,7 @@ fn outbox_error(err: OutboxError) -> HandlerError {
 }
 
 async fn created(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     user_id: &str,
     handle: &str,
     registration_event_id: &str,
@@ -96,7 +96,7 @@ async fn created(
 }
 
 async fn failed(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     user_id: &str,
     reason: String,
     registration_event_id: &str,
@@ -122,7 +122,7 @@ impl Handler<UserRegistered> for CreateProfile {
         &self,
         _ctx: &EventContext,
         event: UserRegistered,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), HandlerError> {
         let registration_event_id = Uuid::parse_str(&event.event_id).map_err(|_| {
             HandlerError::Permanent(format!("event_id {:?} is not a UUID", event.event_id))

@@ -21,7 +21,7 @@ impl Handler<FeeRecorded> for Settle {
         &self,
         _ctx: &EventContext,
         event: FeeRecorded,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), HandlerError> {
         let order_id = Uuid::parse_str(&event.order_id).map_err(|_| {
             HandlerError::Permanent(format!("order_id {:?} is not a UUID", event.order_id))

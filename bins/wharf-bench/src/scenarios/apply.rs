@@ -1,6 +1,8 @@
 //! L3: the consumer's apply transaction done directly in SQL — `BEGIN`, the inbox insert, the
-//! ledger insert, `COMMIT` — by as many connections as the consumer handles events at once.
-//! Nothing of NATS or the consumer runtime is involved: it is what PostgreSQL allows.
+//! ledger insert, `COMMIT` — one event per transaction, on `--concurrency` connections (16:
+//! more than the consumer's slots, because PostgreSQL commits more single-event transactions
+//! per second with more of them in flight). Nothing of NATS or the consumer runtime is
+//! involved: it is what PostgreSQL allows.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -25,7 +25,7 @@ impl Handler<TradeExecuted> for Ledger {
         &self,
         ctx: &EventContext,
         event: TradeExecuted,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), HandlerError> {
         let event_id = uuid::Uuid::parse_str(&ctx.envelope.event_id)
             .map_err(|e| HandlerError::Permanent(e.to_string()))?;

@@ -113,7 +113,7 @@ impl Handler<TradeExecuted> for Recorder {
         &self,
         ctx: &EventContext,
         event: TradeExecuted,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), HandlerError> {
         let event_id = uuid::Uuid::parse_str(&ctx.envelope.event_id).expect("a UUID event id");
         sqlx::query("INSERT INTO applied (event_id, quantity) VALUES ($1, $2)")
@@ -280,7 +280,7 @@ async fn hook_runs_after_each_commit_and_never_for_rollbacks_or_duplicates() {
 }
 
 /// Batches: a backlog consumed several events per transaction, with an event refused inside a
-/// batch (rolled back to its savepoint or dropped from the batch) and events published twice.
+/// batch (the batch starts over without it) and events published twice.
 /// The hook runs once for each event that committed, and for nothing else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_batches_the_hook_runs_only_for_the_events_that_committed() {

@@ -61,10 +61,11 @@ async fn applied_ids(harness: &Harness) -> Vec<uuid::Uuid> {
         .unwrap()
 }
 
-/// 200 waiting events with failing ones among them: the healthy ones are applied once each
-/// (their handler ran once: no batch was replayed), in fewer transactions than events; every
-/// failing event is retried alone and dead-lettered, and leaves no inbox row behind, so a
-/// replay once the cause is fixed applies it.
+/// 200 waiting events with failing ones among them: the healthy ones are applied once each, in
+/// fewer transactions than events (a batch with a failing event starts over without it, so a
+/// healthy handler may run again, but its effect commits once); every failing event is retried
+/// alone and dead-lettered, and leaves no inbox row behind, so a replay once the cause is fixed
+/// applies it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_event_does_not_take_its_batch_down() {
     let harness = Harness::new().await;
@@ -109,10 +110,11 @@ async fn a_failing_event_does_not_take_its_batch_down() {
         expected,
         "an inbox row for every applied event, none for the failed ones"
     );
-    assert_eq!(
-        recorder.calls.load(Ordering::SeqCst),
-        (healthy + 2 * poisoned) as u64,
-        "each healthy event handled once, each failing one once per delivery ({})",
+    let calls = recorder.calls.load(Ordering::SeqCst);
+    assert!(
+        calls >= (healthy + 2 * poisoned) as u64 && calls < (2 * healthy + 2 * poisoned) as u64,
+        "each event handled at least once per delivery, and only the batches with a failing \
+         event started over ({calls} calls; {})",
         consumer_stats_line(&stats)
     );
     assert!(

@@ -153,10 +153,11 @@ async fn poison_message_is_dead_lettered_then_replayed() {
         letter.headers.get("Wharf-Event-Id").unwrap().as_str(),
         poison_id
     );
-    assert_eq!(
-        recorder.calls.load(Ordering::SeqCst),
-        4,
-        "three failed attempts and the healthy event"
+    let calls = recorder.calls.load(Ordering::SeqCst);
+    assert!(
+        (4..=5).contains(&calls),
+        "three failed attempts and the healthy event, handled again only if it shared the \
+         poison's first batch (which then started over without it): {calls} calls"
     );
 
     // Fix the cause, then replay.

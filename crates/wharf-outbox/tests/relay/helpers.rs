@@ -199,7 +199,7 @@ impl Handler<TradeExecuted> for Recorder {
         &self,
         ctx: &EventContext,
         event: TradeExecuted,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), HandlerError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let poison = self.poison_account.lock().unwrap().clone();

@@ -4,20 +4,25 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use wharf_events::ConsumerConfig;
+use wharf_outbox::RelayConfig;
 
 use crate::helpers::{Harness, Recorder, fast_relay};
 
 const KEYS: i64 = 100;
 const EVENTS: i64 = 10_000;
 
-/// Two relays and 10,000 events over 100 keys, committed by concurrent producers: every key's
-/// events are in commit order in the stream, and applied in that order by a consumer that
-/// handles one message at a time.
+/// Two relays of four workers each (batches overlapping within a relay too) and 10,000 events
+/// over 100 keys, committed by concurrent producers: every key's events are in commit order in
+/// the stream, and applied in that order by a consumer that handles one message at a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_keep_per_key_order() {
     let harness = Harness::new().await;
-    let (stats_a, _relay_a) = harness.relay(fast_relay());
-    let (stats_b, _relay_b) = harness.relay(fast_relay());
+    let overlapping = || RelayConfig {
+        workers: 4,
+        ..fast_relay()
+    };
+    let (stats_a, _relay_a) = harness.relay(overlapping());
+    let (stats_b, _relay_b) = harness.relay(overlapping());
     let consumer = harness
         .consumer(ConsumerConfig::new("ordered"), Recorder::default())
         .ordered();

@@ -1,7 +1,9 @@
 //! Migrations per service schema, and the start-up check that refuses a schema that is behind.
 
 use std::path::Path;
+use std::time::Duration;
 
+use sqlx::Connection;
 use sqlx::migrate::Migrator;
 use wharf_runtime::db::{self, SchemaError, SchemaMigrations};
 
@@ -100,6 +102,89 @@ async fn modified_migration_is_refused() {
         matches!(err, SchemaError::Modified { version: 2, .. }),
         "{err}"
     );
+    pool.close().await;
+    database.drop_now().await;
+}
+
+async fn backend_pid(conn: &mut sqlx::PgConnection) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+}
+
+/// A kept connection stays out of the pool (the next acquire gets it back, the pool has none
+/// to give), and `trim` hands it back once it has lingered.
+#[tokio::test]
+async fn held_connections_stay_out_of_the_pool_until_trimmed() {
+    let database = FreshDatabase::create().await.expect("fresh database");
+    let config = db::DatabaseConfig {
+        max_connections: 1,
+        ..database.config.clone()
+    };
+    let pool = db::connect_lazy(&config, "public").unwrap();
+    let held = db::HeldConnections::new(pool.clone(), Duration::ZERO);
+
+    let mut conn = held.acquire().await.unwrap();
+    let pid = backend_pid(&mut conn).await.unwrap();
+    held.keep(conn);
+    assert_eq!(held.held(), 1);
+    assert!(
+        pool.try_acquire().is_none(),
+        "the pool's only connection is held"
+    );
+    let mut again = held.acquire().await.unwrap();
+    assert_eq!(
+        backend_pid(&mut again).await.unwrap(),
+        pid,
+        "the held connection is reused"
+    );
+    held.keep(again);
+
+    held.trim();
+    assert_eq!(held.held(), 0);
+    // Back in the pool: the pool's one connection, the same backend.
+    let mut pooled = pool.acquire().await.unwrap();
+    assert_eq!(backend_pid(&mut pooled).await.unwrap(), pid);
+    drop(pooled);
+    pool.close().await;
+    database.drop_now().await;
+}
+
+/// A connection used moments ago is handed out without a ping. If its server process died
+/// meanwhile, the one statement that finds out fails and the pool discards the connection;
+/// the next acquire gets a fresh one.
+#[tokio::test]
+async fn a_dead_recent_connection_costs_one_failed_statement() {
+    let database = FreshDatabase::create().await.expect("fresh database");
+    let config = db::DatabaseConfig {
+        max_connections: 1,
+        ..database.config.clone()
+    };
+    let pool = db::connect_lazy(&config, "public").unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let pid = backend_pid(&mut conn).await.unwrap();
+    drop(conn);
+
+    let mut admin = sqlx::PgConnection::connect(&database.config.url)
+        .await
+        .unwrap();
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert!(killed);
+
+    let mut dead = pool.acquire().await.unwrap();
+    assert!(
+        backend_pid(&mut dead).await.is_err(),
+        "the dead connection fails its statement"
+    );
+    drop(dead);
+    let mut fresh = pool.acquire().await.unwrap();
+    let new_pid = backend_pid(&mut fresh).await.unwrap();
+    assert_ne!(new_pid, pid);
+    drop(fresh);
     pool.close().await;
     database.drop_now().await;
 }

@@ -160,7 +160,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<LatencyRun> 
         producer_commit: Percentiles::from_micros(&paced.commit),
         commit_to_consumer: Percentiles::from_micros(&clock.commit_to_consumer()),
         relay: params.relay.clone(),
-        consumer_concurrency: params.concurrency,
+        consumer_concurrency: params.consumer_concurrency,
         relay_batches: relay_stats.batches(),
         relay_claims: relay_stats.claims(),
         consumer_transactions: applied.transactions(),
