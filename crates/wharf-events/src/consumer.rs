@@ -45,7 +45,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
 use wharf_proto::Event;
-
 use wharf_runtime::db::HeldConnections;
 
 use crate::dlq::{self, DeadLetter};

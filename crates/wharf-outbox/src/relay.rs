@@ -27,13 +27,13 @@ use std::time::Duration;
 use async_nats::jetstream;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgListener;
-use sqlx::{PgPool, Postgres};
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Notify, RwLock, watch};
 use tokio_util::sync::CancellationToken;
 use wharf_events::envelope::Envelope;
 use wharf_events::topology::Namespace;
+use wharf_runtime::db::HeldConnections;
 
 use crate::{BUCKETS, CHANNEL, fnv1a};
 
@@ -114,6 +114,10 @@ impl RelayStats {
 #[derive(Debug)]
 pub struct Relay {
     pool: PgPool,
+    /// The workers' connections: a busy worker keeps one from batch to batch (taking it from
+    /// the pool and giving it back would cost two pings per batch); an idle worker's goes
+    /// back after `poll_interval`.
+    conns: HeldConnections,
     js: jetstream::Context,
     namespace: Namespace,
     schema: String,
@@ -147,6 +151,7 @@ impl Relay {
             .backpressure_on_inflight(true)
             .build(client);
         Self {
+            conns: HeldConnections::new(pool.clone(), config.poll_interval),
             pool,
             js,
             namespace,
@@ -392,9 +397,6 @@ impl Relay {
     ) {
         let workers = self.config.workers.max(1);
         let mut backoff = Duration::from_millis(50);
-        // A busy worker keeps its connection from batch to batch (a pool acquire costs a
-        // round trip of its own, the pool's liveness ping); an idle one gives it back.
-        let mut conn = None;
         while !shutdown.is_cancelled() {
             // Registered before draining, so a notification that lands mid-drain is not lost.
             let notified = wakes[index].notified();
@@ -417,7 +419,7 @@ impl Relay {
                 if buckets.is_empty() {
                     break;
                 }
-                match self.relay_batch(&mut conn, &buckets).await {
+                match self.relay_batch(&buckets).await {
                     // A short batch means the buckets are drained (rows committed since then
                     // have notified this worker, which registered before draining).
                     Ok(claimed) if claimed < self.config.batch_size => {
@@ -428,7 +430,6 @@ impl Relay {
                     Err(err) => {
                         self.stats.failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(error = %err, ?backoff, "relay batch failed; backing off");
-                        conn = None;
                         failed = true;
                         break;
                     }
@@ -445,7 +446,7 @@ impl Relay {
                 () = &mut notified => {}
                 _ = owned_rx.changed() => {}
                 // A whole poll interval without a notification: idle.
-                () = tokio::time::sleep(self.config.poll_interval) => conn = None,
+                () = tokio::time::sleep(self.config.poll_interval) => self.conns.trim(),
                 () = shutdown.cancelled() => return,
             }
         }
@@ -457,22 +458,25 @@ impl Relay {
     /// deletes them (uncommitted, so they stay locked and come back if anything fails), and
     /// the `COMMIT` once every ack is in. A batch with a failed publish is rolled back instead,
     /// and its acknowledged rows are deleted (the others marked) in a transaction of their own.
-    async fn relay_batch(
+    async fn relay_batch(&self, buckets: &[i16]) -> Result<usize, BatchError> {
+        let mut conn = self.conns.acquire().await?;
+        let claimed = self.relay_batch_on(&mut conn, buckets).await?;
+        self.conns.keep(conn);
+        Ok(claimed)
+    }
+
+    async fn relay_batch_on(
         &self,
-        conn: &mut Option<PoolConnection<Postgres>>,
+        conn: &mut PgConnection,
         buckets: &[i16],
     ) -> Result<usize, BatchError> {
-        let conn = match conn {
-            Some(conn) => conn,
-            None => conn.insert(self.pool.acquire().await?),
-        };
         // The relay's own commit (the delete of published rows) need not wait for the disk: if
         // PostgreSQL crashed and forgot it, the rows would come back and be published again,
         // and JetStream's duplicate window or the consumers' inboxes would absorb them. This
         // spares one fsync per batch; producers and consumers keep durable commits.
         // (One round trip: the setting rides on the BEGIN.)
         let mut tx =
-            sqlx::Connection::begin_with(&mut **conn, "BEGIN; SET LOCAL synchronous_commit = off")
+            sqlx::Connection::begin_with(&mut *conn, "BEGIN; SET LOCAL synchronous_commit = off")
                 .await?;
         let rows: Vec<Row> = sqlx::query_as(
             // `= ANY (ARRAY(…))` runs the claim once, up front, and deletes by primary key
@@ -554,7 +558,7 @@ impl Relay {
                     .into_iter()
                     .filter(|id| !acked_set.contains(id))
                     .collect();
-                let mut tx = sqlx::Connection::begin(&mut **conn).await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
                     .bind(&acked)
                     .execute(&mut *tx)
