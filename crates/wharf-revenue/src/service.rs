@@ -96,11 +96,10 @@ fn invalid(what: &str, violations: Vec<(&'static str, String)>) -> Status {
 
 fn database(err: &sqlx::Error) -> Status {
     tracing::error!(error = %err, "revenue database call failed");
-    match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            Status::unavailable("the ledger is unavailable; retry later")
-        }
-        _ => Status::internal("internal error"),
+    if wharf_runtime::db::is_unreachable(err) {
+        Status::unavailable("the ledger is unavailable; retry later")
+    } else {
+        Status::internal("internal error")
     }
 }
 

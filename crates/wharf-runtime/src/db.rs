@@ -55,6 +55,26 @@ impl Default for DatabaseConfig {
 /// (its release ping fails) — so one call fails, and the next gets a fresh connection.
 pub const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
+/// Whether `err` means the database could not be reached (down, restarting, the connection
+/// lost) rather than that the statement was wrong: callers answer `UNAVAILABLE`, retry later.
+///
+/// Besides the pool's own errors and I/O errors, this is what a connection that died while
+/// idle in the pool reports on its next statement: the server's goodbye (`57P01`-`57P03`,
+/// shutting down or restarting, and class `08`, connection exceptions) or a protocol error
+/// from a half-closed socket.
+pub fn is_unreachable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
 /// Opens a pool whose connections resolve unqualified names in `schema` first.
 ///
 /// The pool connects lazily, so a service starts (and reports NOT_SERVING) while the database

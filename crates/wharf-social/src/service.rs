@@ -135,11 +135,10 @@ fn no_profile_yet() -> Status {
 
 fn database(err: &sqlx::Error) -> Status {
     tracing::error!(error = %err, "social database call failed");
-    match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            Status::unavailable("social is unavailable; retry later")
-        }
-        _ => Status::internal("internal error"),
+    if wharf_runtime::db::is_unreachable(err) {
+        Status::unavailable("social is unavailable; retry later")
+    } else {
+        Status::internal("internal error")
     }
 }
 

@@ -110,11 +110,10 @@ pub fn database(err: &sqlx::Error) -> Status {
         return Status::aborted("the transaction conflicted with another; retry");
     }
     tracing::error!(error = %err, "trading database call failed");
-    match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            Status::unavailable("the trading store is unavailable; retry later")
-        }
-        _ => Status::internal("internal error"),
+    if wharf_runtime::db::is_unreachable(err) {
+        Status::unavailable("the trading store is unavailable; retry later")
+    } else {
+        Status::internal("internal error")
     }
 }
 

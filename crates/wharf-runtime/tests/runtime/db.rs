@@ -181,8 +181,10 @@ async fn a_dead_recent_connection_costs_one_failed_statement() {
     let mut next = pool.acquire().await.unwrap();
     let new_pid = match backend_pid(&mut next).await {
         Ok(new_pid) => new_pid,
-        Err(_) => {
-            // The dead connection failed its one statement; the pool gives a fresh one.
+        Err(err) => {
+            // The dead connection failed its one statement, with an error the services
+            // answer UNAVAILABLE for; the pool gives a fresh one.
+            assert!(db::is_unreachable(&err), "{err:?} reads as unreachable");
             drop(next);
             next = pool.acquire().await.unwrap();
             backend_pid(&mut next)
