@@ -18,7 +18,7 @@ use wharf_proto::wharf::auth::v1::{
     UserStatus as ProtoStatus, WhoAmIRequest, WhoAmIResponse,
 };
 use wharf_resilience::ratelimit::limited_status;
-use wharf_resilience::{Decision, Limit, RateLimitError, RateLimiter};
+use wharf_resilience::{AllDecision, Bucket, Limit, RateLimitError, RateLimiter};
 use wharf_tokens::layer::{UNAUTHENTICATED, verify_bearer};
 use wharf_tokens::refresh::{self, RefreshToken};
 use wharf_tokens::{Identity, Tokens};
@@ -332,28 +332,25 @@ impl AuthHandlers {
     }
 
     async fn limit(&self, name: &str, bucket: &str, limit: Limit) -> Result<(), Status> {
-        match self
-            .inner
-            .limiter
-            .acquire(bucket, limit)
-            .await
-            .map_err(|err| limiter(&err))?
-        {
-            Decision::Allowed { .. } => Ok(()),
-            Decision::Limited { retry_after } => Err(limited_status(name, retry_after)),
-        }
+        self.limits(&[(name, Bucket::count(bucket, limit))]).await
     }
 
-    async fn peek(&self, name: &str, bucket: &str, limit: Limit) -> Result<(), Status> {
+    /// Asks every named bucket in one Redis round trip and counts the call against those that
+    /// count, if none refuses it; a refusal names the limit that was hit.
+    async fn limits(&self, buckets: &[(&str, Bucket<'_>)]) -> Result<(), Status> {
+        let asked: Vec<Bucket<'_>> = buckets.iter().map(|(_, bucket)| *bucket).collect();
         match self
             .inner
             .limiter
-            .check(bucket, limit)
+            .acquire_all(&asked)
             .await
             .map_err(|err| limiter(&err))?
         {
-            Decision::Allowed { .. } => Ok(()),
-            Decision::Limited { retry_after } => Err(limited_status(name, retry_after)),
+            AllDecision::Allowed => Ok(()),
+            AllDecision::Limited { index, retry_after } => {
+                let name = buckets.get(index).map_or("login", |(name, _)| name);
+                Err(limited_status(name, retry_after))
+            }
         }
     }
 
@@ -572,27 +569,26 @@ impl AuthService for AuthHandlers {
             return Err(invalid("login", violations));
         }
 
-        // Limits first: a refused attempt costs no hash.
+        // Limits first, all in one round trip: a refused attempt costs no hash. Attempts count
+        // per address; failures are counted per account after the fact, and only asked here.
         let limits = &self.inner.config.limits;
+        let per_address = format!("login:addr:{address}");
         let per_pair = format!("login:fail:{email}:{address}");
         let per_account = format!("login:fail:{email}");
-        self.limit(
-            "login_per_address",
-            &format!("login:addr:{address}"),
-            limits.login_per_address,
-        )
-        .await?;
-        self.peek(
-            "login_failures_per_account_address",
-            &per_pair,
-            limits.login_failures_per_account_address,
-        )
-        .await?;
-        self.peek(
-            "login_failures_per_account",
-            &per_account,
-            limits.login_failures_per_account,
-        )
+        self.limits(&[
+            (
+                "login_per_address",
+                Bucket::count(&per_address, limits.login_per_address),
+            ),
+            (
+                "login_failures_per_account_address",
+                Bucket::peek(&per_pair, limits.login_failures_per_account_address),
+            ),
+            (
+                "login_failures_per_account",
+                Bucket::peek(&per_account, limits.login_failures_per_account),
+            ),
+        ])
         .await?;
 
         let user = users::credentials(&self.inner.pool, &email)

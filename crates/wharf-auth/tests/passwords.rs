@@ -1,7 +1,11 @@
 //! argon2id on a bounded pool: correct answers, constant cost for unknown accounts, the policy,
 //! and fast refusal beyond the queue budget.
 
-use wharf_auth::password::{MAX_CHARS, PasswordError, Passwords, PolicyError, check_policy};
+use argon2::password_hash::{CustomizedPasswordHasher, PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
+use wharf_auth::password::{
+    MAX_CHARS, PasswordError, Passwords, PolicyError, Workspace, check_policy,
+};
 
 /// A hash verifies its password and nothing else; the PHC string says argon2id with the OWASP
 /// parameters.
@@ -28,6 +32,88 @@ async fn hash_and_verify() {
             .await
             .unwrap()
     );
+}
+
+/// One reused workspace answers exactly as the crate's own verifier, whatever the hashes'
+/// parameters and in whatever order they come: larger and smaller memory, other variants and
+/// versions, another output length, and strings that are not argon2 hashes at all.
+#[test]
+fn a_reused_workspace_verifies_as_the_crate_does() {
+    let password = b"correct horse battery";
+    let hashes: Vec<String> = [
+        (
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(64, 1, 1, None),
+        ),
+        (
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(19 * 1024, 2, 1, None),
+        ),
+        (
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(256, 3, 2, Some(48)),
+        ),
+        (
+            Algorithm::Argon2i,
+            Version::V0x13,
+            Params::new(128, 2, 1, None),
+        ),
+        (
+            Algorithm::Argon2d,
+            Version::V0x10,
+            Params::new(96, 2, 1, Some(16)),
+        ),
+    ]
+    .into_iter()
+    .map(|(algorithm, version, params)| {
+        let salt = b"sixteen byte slt";
+        Argon2::default()
+            .hash_password_customized(
+                password,
+                salt,
+                Some(algorithm.as_str()),
+                Some(version.into()),
+                params.unwrap(),
+            )
+            .unwrap()
+            .to_string()
+    })
+    .chain([Argon2::default()
+        .hash_password(password)
+        .unwrap()
+        .to_string()])
+    .collect();
+
+    let mut workspace = Workspace::default();
+    for round in 0..2 {
+        for hash in &hashes {
+            let parsed = PasswordHash::new(hash).unwrap();
+            for candidate in [&password[..], b"correct horse batterz", b""] {
+                let expected = Argon2::default()
+                    .verify_password(candidate, &parsed)
+                    .is_ok();
+                assert_eq!(
+                    workspace.verify(candidate, hash),
+                    expected,
+                    "round {round}, {hash}, {:?}",
+                    String::from_utf8_lossy(candidate)
+                );
+            }
+        }
+    }
+    assert!(workspace.verify(password, &hashes[1]));
+    for broken in [
+        "",
+        "not a hash",
+        "$argon2id$v=19$m=64,t=1,p=1$c2l4dGVlbiBieXRlIHNsdA",
+        "$scrypt$ln=4,r=8,p=1$c2l4dGVlbiBieXRlIHNsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "$argon2id$v=7$m=64,t=1,p=1$c2l4dGVlbiBieXRlIHNsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        assert!(!workspace.verify(password, broken), "{broken:?}");
+    }
 }
 
 /// An unknown account is never a match, and still costs one hash.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 use tonic::Status;
 use wharf_resilience::ratelimit::limited_status;
-use wharf_resilience::{AllDecision, Limit, RateLimiter};
+use wharf_resilience::{AllDecision, Bucket, RateLimiter};
 use wharf_tokens::layer::{UNAUTHENTICATED, parse_bearer};
 use wharf_tokens::session::ActiveSessions;
 use wharf_tokens::{Identity, TokenError, Tokens};
@@ -155,9 +155,9 @@ impl Edge {
     pub async fn admit(&self, user: Option<&Identity>, address: &str) -> Result<(), Status> {
         let by_address = format!("gw:addr:{address}");
         let by_user = user.map(|identity| format!("gw:user:{}", identity.user_id));
-        let mut buckets: Vec<(&str, Limit)> = vec![(&by_address, self.limits.per_address)];
+        let mut buckets = vec![Bucket::count(&by_address, self.limits.per_address)];
         if let Some(bucket) = &by_user {
-            buckets.push((bucket, self.limits.per_user));
+            buckets.push(Bucket::count(bucket, self.limits.per_user));
         }
         match self.limiter.acquire_all(&buckets).await {
             Ok(AllDecision::Allowed) => Ok(()),

@@ -18,5 +18,5 @@ pub mod retry;
 
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer, CircuitOpen};
 pub use deadline::{Deadline, DeadlinePassed, PropagateDeadlineLayer};
-pub use ratelimit::{AllDecision, Decision, Limit, RateLimitError, RateLimiter};
+pub use ratelimit::{AllDecision, Bucket, Decision, Limit, RateLimitError, RateLimiter};
 pub use retry::{GrpcRetry, Idempotent, RetryConfig};

@@ -84,20 +84,21 @@ local remaining = math.floor((now + tolerance + interval - new_tat) / interval)
 return { 1, 0, remaining }
 ";
 
-/// GCRA over several buckets at once: one request counts against every bucket, or against
-/// none when any of them refuses it (a refused call never drains another limit).
+/// GCRA over several buckets at once: one request counts against every counting bucket, or
+/// against none when any bucket refuses it (a refused call never drains another limit).
+/// A peeking bucket is only asked, as [`RateLimiter::check`] does.
 ///
-/// KEYS: the buckets; ARGV: interval and tolerance (µs) per bucket, in KEYS order. Returns
-/// { allowed (0/1), retry_after (µs, the longest wait), index (1-based) of the first bucket
-/// that refused, or 0 }.
+/// KEYS: the buckets; ARGV: interval, tolerance (µs) and whether it counts (1/0) per bucket,
+/// in KEYS order. Returns { allowed (0/1), retry_after (µs, the longest wait), index
+/// (1-based) of the first bucket that refused, or 0 }.
 const GCRA_ALL: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local new_tats = {}
 local refused, wait = 0, 0
 for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local tolerance = tonumber(ARGV[2 * i])
+  local interval = tonumber(ARGV[3 * i - 2])
+  local tolerance = tonumber(ARGV[3 * i - 1])
   local tat = tonumber(redis.call('GET', key) or now)
   if tat < now then tat = now end
   local new_tat = tat + interval
@@ -110,11 +111,43 @@ for i, key in ipairs(KEYS) do
 end
 if refused > 0 then return { 0, wait, refused } end
 for i, key in ipairs(KEYS) do
-  local ttl = math.ceil((new_tats[i] - now) / 1000)
-  redis.call('SET', key, string.format('%.0f', new_tats[i]), 'PX', ttl)
+  if ARGV[3 * i] == '1' then
+    local ttl = math.ceil((new_tats[i] - now) / 1000)
+    redis.call('SET', key, string.format('%.0f', new_tats[i]), 'PX', ttl)
+  end
 end
 return { 1, 0, 0 }
 ";
+
+/// One bucket of a [`RateLimiter::acquire_all`] call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket<'a> {
+    pub key: &'a str,
+    pub limit: Limit,
+    /// Whether an allowed call counts against it; a bucket that does not is only asked, for
+    /// limits that count failures after the fact ([`RateLimiter::record`]).
+    pub counts: bool,
+}
+
+impl<'a> Bucket<'a> {
+    /// A bucket the call counts against.
+    pub const fn count(key: &'a str, limit: Limit) -> Self {
+        Self {
+            key,
+            limit,
+            counts: true,
+        }
+    }
+
+    /// A bucket the call only checks, as [`RateLimiter::check`] does.
+    pub const fn peek(key: &'a str, limit: Limit) -> Self {
+        Self {
+            key,
+            limit,
+            counts: false,
+        }
+    }
+}
 
 /// The outcome of [`RateLimiter::acquire_all`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,22 +188,21 @@ impl RateLimiter {
         }
     }
 
-    /// Counts one request against every bucket in one round trip, if all of them allow it.
-    /// All the buckets must live on one Redis (not Redis Cluster slots).
-    pub async fn acquire_all(
-        &self,
-        buckets: &[(&str, Limit)],
-    ) -> Result<AllDecision, RateLimitError> {
+    /// Asks every bucket in one round trip and, if all of them allow the request, counts it
+    /// against those that count. All the buckets must live on one Redis (not Redis Cluster
+    /// slots).
+    pub async fn acquire_all(&self, buckets: &[Bucket<'_>]) -> Result<AllDecision, RateLimitError> {
         if buckets.is_empty() {
             return Ok(AllDecision::Allowed);
         }
         let mut invocation = self.all.prepare_invoke();
-        for (bucket, limit) in buckets {
-            let interval = micros(limit.interval()).max(1);
+        for bucket in buckets {
+            let interval = micros(bucket.limit.interval()).max(1);
             invocation
-                .key(format!("{}rl:{bucket}", self.prefix))
+                .key(format!("{}rl:{}", self.prefix, bucket.key))
                 .arg(interval)
-                .arg(micros(limit.period).saturating_sub(interval));
+                .arg(micros(bucket.limit.period).saturating_sub(interval))
+                .arg(u8::from(bucket.counts));
         }
         let mut redis = self.redis.clone();
         let (allowed, retry_after, index): (i64, i64, i64) =

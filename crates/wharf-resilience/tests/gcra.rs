@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use wharf_resilience::{Decision, Limit, RateLimiter};
+use wharf_resilience::{AllDecision, Bucket, Decision, Limit, RateLimiter};
 use wharf_testkit::{TestRedis, unique_name};
 
 async fn limiter(redis: &TestRedis, prefix: &str) -> RateLimiter {
@@ -52,6 +52,64 @@ async fn check_peeks_and_record_counts() {
     assert!(rl.check("k", limit).await.unwrap().is_allowed());
     rl.record("k", limit).await.unwrap();
     assert!(!rl.check("k", limit).await.unwrap().is_allowed());
+}
+
+/// Several buckets in one call: an allowed call counts against the counting buckets only; a
+/// refusal by any bucket (counting or peeking) names it and counts against none.
+#[tokio::test]
+async fn acquire_all_counts_what_counts_and_a_refusal_counts_nothing() {
+    let redis = TestRedis::start().await.unwrap();
+    let rl = limiter(&redis, &unique_name("p")).await;
+    let roomy = Limit::new(10, Duration::from_secs(600));
+    let tight = Limit::new(2, Duration::from_secs(600));
+    let call = [Bucket::count("a", roomy), Bucket::peek("f", tight)];
+
+    for _ in 0..3 {
+        assert_eq!(rl.acquire_all(&call).await.unwrap(), AllDecision::Allowed);
+    }
+    assert_eq!(
+        rl.check("a", roomy).await.unwrap(),
+        Decision::Allowed { remaining: 7 },
+        "three calls counted against the counting bucket"
+    );
+    assert_eq!(
+        rl.check("f", tight).await.unwrap(),
+        Decision::Allowed { remaining: 2 },
+        "nothing counted against the peeking one"
+    );
+
+    rl.record("f", tight).await.unwrap();
+    rl.record("f", tight).await.unwrap();
+    let AllDecision::Limited { index, retry_after } = rl.acquire_all(&call).await.unwrap() else {
+        panic!("the peeked bucket is full");
+    };
+    assert_eq!(index, 1);
+    assert!(retry_after > Duration::from_secs(200), "{retry_after:?}");
+    assert_eq!(
+        rl.check("a", roomy).await.unwrap(),
+        Decision::Allowed { remaining: 7 },
+        "the refused call counted against nothing"
+    );
+
+    let first_full = [Bucket::count("b", tight), Bucket::count("a", roomy)];
+    assert_eq!(
+        rl.acquire_all(&first_full).await.unwrap(),
+        AllDecision::Allowed
+    );
+    assert_eq!(
+        rl.acquire_all(&first_full).await.unwrap(),
+        AllDecision::Allowed
+    );
+    let AllDecision::Limited { index, .. } = rl.acquire_all(&first_full).await.unwrap() else {
+        panic!("the first bucket is full");
+    };
+    assert_eq!(index, 0);
+    assert_eq!(
+        rl.check("a", roomy).await.unwrap(),
+        Decision::Allowed { remaining: 5 },
+        "two allowed calls counted, the refused one not"
+    );
+    assert_eq!(rl.acquire_all(&[]).await.unwrap(), AllDecision::Allowed);
 }
 
 /// Two limiters on separate connections (two service instances) share one bucket; keys under

@@ -93,6 +93,17 @@ pub async fn run_some(env: &BenchEnv, params: &Params) -> anyhow::Result<()> {
             run.cheap_loaded.p99_ms,
             run.cheap_loaded.p99_ms / run.cheap_unloaded.p99_ms.max(f64::MIN_POSITIVE),
         ));
+        let rounds: Vec<String> = run
+            .per_round
+            .iter()
+            .map(|(a1, login, alone, loaded)| {
+                format!("{a1:.0}/{login:.0}/s {alone:.2}/{loaded:.2} ms")
+            })
+            .collect();
+        progress(&format!(
+            "auth: per round A1/login, GetJwks p99 alone/loaded: {}",
+            rounds.join(", ")
+        ));
     }
     if wanted(Scenario::Trading) {
         let run = trading::run(env, params).await?;
