@@ -49,6 +49,12 @@ struct Config {
     social: SocialConfig,
 }
 
+/// mimalloc: a service's allocations cross threads (a request is decoded on one worker and
+/// freed on another), where glibc's per-arena locks cost more than the work; `wharf-bench`
+/// measures with the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Cli { args } = Cli::parse();

@@ -36,6 +36,12 @@ use anyhow::Context;
 use clap::Parser;
 use wharf_runtime::telemetry::{self, TelemetryConfig};
 
+/// mimalloc: a service's allocations cross threads (a request is decoded on one worker and
+/// freed on another), where glibc's per-arena locks cost more than the work; `wharf-bench`
+/// measures with the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let params = cli::Args::parse().resolve();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 use tonic::Status;
 use wharf_resilience::ratelimit::limited_status;
-use wharf_resilience::{AllDecision, Bucket, RateLimiter};
+use wharf_resilience::{AllDecision, Bucket, CoalescingLimiter, RateLimiter};
 use wharf_tokens::layer::{UNAUTHENTICATED, parse_bearer};
 use wharf_tokens::session::ActiveSessions;
 use wharf_tokens::{Identity, TokenError, Tokens};
@@ -40,7 +40,7 @@ pub struct EdgeStats {
 pub struct Edge {
     tokens: Arc<Tokens>,
     sessions: ActiveSessions,
-    limiter: RateLimiter,
+    limiter: CoalescingLimiter,
     limits: GatewayLimits,
     verified: TtlCache<[u8; 32], Identity>,
     session_state: TtlCache<String, bool>,
@@ -70,7 +70,7 @@ impl Edge {
         Self {
             tokens: parts.tokens,
             sessions: parts.sessions,
-            limiter: parts.limiter,
+            limiter: CoalescingLimiter::new(parts.limiter),
             limits: parts.limits,
             verified: TtlCache::new(parts.token_cache_entries),
             session_state: TtlCache::new(parts.token_cache_entries),
@@ -151,7 +151,8 @@ impl Edge {
     }
 
     /// Counts one call against the caller's address and, when authenticated, the user; both
-    /// in one Redis round trip, shared by every gateway instance.
+    /// in one Redis round trip, shared by every gateway instance, and shared with the calls
+    /// for the same buckets that arrive while it is in flight.
     pub async fn admit(&self, user: Option<&Identity>, address: &str) -> Result<(), Status> {
         let by_address = format!("gw:addr:{address}");
         let by_user = user.map(|identity| format!("gw:user:{}", identity.user_id));

@@ -50,7 +50,7 @@ impl Decision {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RateLimitError {
     #[error("the rate-limit store is unavailable: {0}")]
     Unavailable(#[from] redis::RedisError),
@@ -84,39 +84,62 @@ local remaining = math.floor((now + tolerance + interval - new_tat) / interval)
 return { 1, 0, remaining }
 ";
 
-/// GCRA over several buckets at once: one request counts against every counting bucket, or
-/// against none when any bucket refuses it (a refused call never drains another limit).
-/// A peeking bucket is only asked, as [`RateLimiter::check`] does.
+/// GCRA over several buckets for `n` requests at once, as if they came one after another at
+/// the same instant: the first `k` of them pass every bucket and count against the counting
+/// ones; the rest count against none (a refused request never drains another limit). A
+/// peeking bucket is only asked, as [`RateLimiter::check`] does: it lets all of them through
+/// or none.
 ///
 /// KEYS: the buckets; ARGV: interval, tolerance (µs) and whether it counts (1/0) per bucket,
-/// in KEYS order. Returns { allowed (0/1), retry_after (µs, the longest wait), index
-/// (1-based) of the first bucket that refused, or 0 }.
-const GCRA_ALL: &str = r"
+/// in KEYS order, then `n`. Returns { k, retry_after (µs until request k would pass, 0 when
+/// all passed), index (1-based) of the bucket that let the fewest through, or 0, and how many
+/// more the tightest counting bucket would still let through now }.
+const GCRA_MANY: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local new_tats = {}
-local refused, wait = 0, 0
+local n = tonumber(ARGV[#ARGV])
+local tats = {}
+local admitted, refused = n, 0
+local least = -1
 for i, key in ipairs(KEYS) do
   local interval = tonumber(ARGV[3 * i - 2])
   local tolerance = tonumber(ARGV[3 * i - 1])
   local tat = tonumber(redis.call('GET', key) or now)
   if tat < now then tat = now end
-  local new_tat = tat + interval
-  local allow_at = new_tat - tolerance - interval
-  if allow_at > now then
-    if refused == 0 then refused = i end
-    if allow_at - now > wait then wait = allow_at - now end
+  tats[i] = tat
+  local room = now + tolerance - tat
+  local allowed = n
+  if room < 0 then
+    allowed = 0
+  elseif ARGV[3 * i] == '1' then
+    allowed = math.floor(room / interval) + 1
+    if least < 0 or allowed < least then least = allowed end
   end
-  new_tats[i] = new_tat
-end
-if refused > 0 then return { 0, wait, refused } end
-for i, key in ipairs(KEYS) do
-  if ARGV[3 * i] == '1' then
-    local ttl = math.ceil((new_tats[i] - now) / 1000)
-    redis.call('SET', key, string.format('%.0f', new_tats[i]), 'PX', ttl)
+  if allowed < admitted then
+    admitted = allowed
+    refused = i
   end
 end
-return { 1, 0, 0 }
+local wait = 0
+if admitted < n then
+  for i = 1, #KEYS do
+    local at = tats[i] - tonumber(ARGV[3 * i - 1])
+    if ARGV[3 * i] == '1' then at = at + admitted * tonumber(ARGV[3 * i - 2]) end
+    if at - now > wait then wait = at - now end
+  end
+end
+if admitted > 0 then
+  for i, key in ipairs(KEYS) do
+    if ARGV[3 * i] == '1' then
+      local new_tat = tats[i] + admitted * tonumber(ARGV[3 * i - 2])
+      local ttl = math.ceil((new_tat - now) / 1000)
+      redis.call('SET', key, string.format('%.0f', new_tat), 'PX', ttl)
+    end
+  end
+end
+local left = 0
+if least > admitted then left = least - admitted end
+return { admitted, wait, refused, math.min(left, 2147483647) }
 ";
 
 /// One bucket of a [`RateLimiter::acquire_all`] call.
@@ -149,6 +172,34 @@ impl<'a> Bucket<'a> {
     }
 }
 
+/// The outcome of [`RateLimiter::acquire_many`]: the first `admitted` requests passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    pub requests: u32,
+    pub admitted: u32,
+    /// The bucket (in the order given) that let the fewest through, when some were refused.
+    pub refused_by: usize,
+    /// When the first refused request would pass.
+    pub retry_after: Duration,
+    /// How many more requests the tightest counting bucket would let through right after
+    /// these (0 without counting buckets).
+    pub left: u32,
+}
+
+impl Admission {
+    /// The decision for the `request`-th of the requests (0-based, in the order they came).
+    pub fn decision(&self, request: usize) -> AllDecision {
+        if request < self.admitted as usize {
+            AllDecision::Allowed
+        } else {
+            AllDecision::Limited {
+                index: self.refused_by,
+                retry_after: self.retry_after,
+            }
+        }
+    }
+}
+
 /// The outcome of [`RateLimiter::acquire_all`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AllDecision {
@@ -166,7 +217,7 @@ pub struct RateLimiter {
     redis: ConnectionManager,
     prefix: String,
     script: redis::Script,
-    all: redis::Script,
+    many: redis::Script,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -184,7 +235,7 @@ impl RateLimiter {
             redis,
             prefix: prefix.into(),
             script: redis::Script::new(GCRA),
-            all: redis::Script::new(GCRA_ALL),
+            many: redis::Script::new(GCRA_MANY),
         }
     }
 
@@ -192,10 +243,26 @@ impl RateLimiter {
     /// against those that count. All the buckets must live on one Redis (not Redis Cluster
     /// slots).
     pub async fn acquire_all(&self, buckets: &[Bucket<'_>]) -> Result<AllDecision, RateLimitError> {
-        if buckets.is_empty() {
-            return Ok(AllDecision::Allowed);
+        Ok(self.acquire_many(buckets, 1).await?.decision(0))
+    }
+
+    /// [`acquire_all`](Self::acquire_all) for `requests` requests at once, in one round trip:
+    /// how many of them, in order, pass.
+    pub async fn acquire_many(
+        &self,
+        buckets: &[Bucket<'_>],
+        requests: u32,
+    ) -> Result<Admission, RateLimitError> {
+        if buckets.is_empty() || requests == 0 {
+            return Ok(Admission {
+                requests,
+                admitted: requests,
+                refused_by: 0,
+                retry_after: Duration::ZERO,
+                left: 0,
+            });
         }
-        let mut invocation = self.all.prepare_invoke();
+        let mut invocation = self.many.prepare_invoke();
         for bucket in buckets {
             let interval = micros(bucket.limit.interval()).max(1);
             invocation
@@ -204,16 +271,21 @@ impl RateLimiter {
                 .arg(micros(bucket.limit.period).saturating_sub(interval))
                 .arg(u8::from(bucket.counts));
         }
+        invocation.arg(requests);
         let mut redis = self.redis.clone();
-        let (allowed, retry_after, index): (i64, i64, i64) =
+        let (admitted, retry_after, index, left): (i64, i64, i64, i64) =
             invocation.invoke_async(&mut redis).await?;
-        Ok(if allowed == 1 {
-            AllDecision::Allowed
-        } else {
-            AllDecision::Limited {
-                index: usize::try_from(index - 1).unwrap_or(0),
-                retry_after: Duration::from_micros(u64::try_from(retry_after.max(1)).unwrap_or(1)),
-            }
+        let admitted = u32::try_from(admitted.clamp(0, i64::from(requests))).unwrap_or(0);
+        Ok(Admission {
+            requests,
+            admitted,
+            left: u32::try_from(left.max(0)).unwrap_or(u32::MAX),
+            refused_by: usize::try_from(index - 1).unwrap_or(0),
+            retry_after: if admitted < requests {
+                Duration::from_micros(u64::try_from(retry_after.max(1)).unwrap_or(1))
+            } else {
+                Duration::ZERO
+            },
         })
     }
 
