@@ -30,6 +30,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use wharf_auth::AuthConfig;
+use wharf_auth::password::HashPriority;
 use wharf_events::Topology;
 use wharf_proto::Event;
 use wharf_proto::wharf::auth::v1::auth_service_client::AuthServiceClient;
@@ -156,7 +157,7 @@ pub struct IsolationRun {
 
 pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<IsolationRun> {
     let sizes = Sizes::of(params);
-    let platform = Platform::start(env).await?;
+    let platform = Platform::start(env, params.quick).await?;
     let result = measure(&platform, &sizes).await;
     platform.stop().await;
     let run = result?;
@@ -384,7 +385,7 @@ impl Social {
 }
 
 impl Platform {
-    async fn start(env: &BenchEnv) -> anyhow::Result<Self> {
+    async fn start(env: &BenchEnv, quick: bool) -> anyhow::Result<Self> {
         let database = env.database_config();
         for schema in wharf_auth::schemas()
             .into_iter()
@@ -422,6 +423,14 @@ impl Platform {
                 // Registrations stay in auth's outbox: this run's users are made ACTIVE below.
                 relay: false,
                 limits: super::unlimited_auth_limits(),
+                // The smoke run shares the machine with CI's compiles and tests, where
+                // idle-class hashing may get no CPU for seconds: there it hashes at normal
+                // priority, as the auth scenario does.
+                password_priority: if quick {
+                    HashPriority::Normal
+                } else {
+                    HashPriority::Idle
+                },
                 ..AuthConfig::default()
             },
             &tokens_config,
