@@ -348,7 +348,7 @@ impl AuthHandlers {
         {
             AllDecision::Allowed => Ok(()),
             AllDecision::Limited { index, retry_after } => {
-                let name = buckets.get(index).map_or("login", |(name, _)| name);
+                let name = buckets.get(index).map_or("rate_limit", |(name, _)| name);
                 Err(limited_status(name, retry_after))
             }
         }

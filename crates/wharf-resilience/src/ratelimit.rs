@@ -10,7 +10,9 @@
 //!
 //! Two uses: [`RateLimiter::acquire`] counts the request (most limits), and
 //! [`RateLimiter::check`] only asks whether one more would be allowed, for limits that count
-//! failures after the fact ([`RateLimiter::record`]), such as failed logins.
+//! failures after the fact ([`RateLimiter::record`]), such as failed logins. Every call, of one
+//! request against one bucket or of many against several ([`RateLimiter::acquire_many`]), is
+//! the same script.
 
 use std::time::Duration;
 
@@ -56,34 +58,6 @@ pub enum RateLimitError {
     Unavailable(#[from] redis::RedisError),
 }
 
-/// GCRA in one atomic step.
-///
-/// KEYS[1] the bucket; ARGV: interval (µs), tolerance = period - interval (µs), cost (0 peeks,
-/// n counts n requests). Returns { allowed (0/1), retry_after (µs), remaining }.
-const GCRA: &str = r"
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local needed = math.max(cost, 1)
-local new_tat = tat + interval * needed
-local allow_at = new_tat - tolerance - interval
-if allow_at > now then
-  return { 0, allow_at - now, 0 }
-end
-if cost > 0 then
-  local ttl = math.ceil((new_tat - now) / 1000)
-  redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl)
-else
-  new_tat = tat
-end
-local remaining = math.floor((now + tolerance + interval - new_tat) / interval)
-return { 1, 0, remaining }
-";
-
 /// GCRA over several buckets for `n` requests at once, as if they came one after another at
 /// the same instant: the first `k` of them pass every bucket and count against the counting
 /// ones; the rest count against none (a refused request never drains another limit). A
@@ -93,14 +67,14 @@ return { 1, 0, remaining }
 /// KEYS: the buckets; ARGV: interval, tolerance (µs) and whether it counts (1/0) per bucket,
 /// in KEYS order, then `n`. Returns { k, retry_after (µs until request k would pass, 0 when
 /// all passed), index (1-based) of the bucket that let the fewest through, or 0, and how many
-/// more the tightest counting bucket would still let through now }.
+/// more requests the tightest bucket would still let through after these }.
 const GCRA_MANY: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = tonumber(ARGV[#ARGV])
 local tats = {}
 local admitted, refused = n, 0
-local least = -1
+local lefts = {}
 for i, key in ipairs(KEYS) do
   local interval = tonumber(ARGV[3 * i - 2])
   local tolerance = tonumber(ARGV[3 * i - 1])
@@ -108,13 +82,13 @@ for i, key in ipairs(KEYS) do
   if tat < now then tat = now end
   tats[i] = tat
   local room = now + tolerance - tat
-  local allowed = n
-  if room < 0 then
-    allowed = 0
-  elseif ARGV[3 * i] == '1' then
-    allowed = math.floor(room / interval) + 1
-    if least < 0 or allowed < least then least = allowed end
-  end
+  local fits = 0
+  if room >= 0 then fits = math.floor(room / interval) + 1 end
+  local allowed = fits
+  if ARGV[3 * i] ~= '1' and fits > 0 then allowed = n end
+  -- What is left after this call: a counting bucket lost what it admitted, a peeking one
+  -- nothing (both are settled below, once `admitted` is known).
+  lefts[i] = fits
   if allowed < admitted then
     admitted = allowed
     refused = i
@@ -137,8 +111,13 @@ if admitted > 0 then
     end
   end
 end
-local left = 0
-if least > admitted then left = least - admitted end
+local left = -1
+for i = 1, #KEYS do
+  local l = lefts[i]
+  if ARGV[3 * i] == '1' then l = l - admitted end
+  if left < 0 or l < left then left = l end
+end
+if left < 0 then left = 0 end
 return { admitted, wait, refused, math.min(left, 2147483647) }
 ";
 
@@ -175,14 +154,12 @@ impl<'a> Bucket<'a> {
 /// The outcome of [`RateLimiter::acquire_many`]: the first `admitted` requests passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admission {
-    pub requests: u32,
     pub admitted: u32,
     /// The bucket (in the order given) that let the fewest through, when some were refused.
     pub refused_by: usize,
     /// When the first refused request would pass.
     pub retry_after: Duration,
-    /// How many more requests the tightest counting bucket would let through right after
-    /// these (0 without counting buckets).
+    /// How many more requests the tightest bucket would let through right after these.
     pub left: u32,
 }
 
@@ -216,7 +193,6 @@ pub enum AllDecision {
 pub struct RateLimiter {
     redis: ConnectionManager,
     prefix: String,
-    script: redis::Script,
     many: redis::Script,
 }
 
@@ -234,7 +210,6 @@ impl RateLimiter {
         Self {
             redis,
             prefix: prefix.into(),
-            script: redis::Script::new(GCRA),
             many: redis::Script::new(GCRA_MANY),
         }
     }
@@ -255,7 +230,6 @@ impl RateLimiter {
     ) -> Result<Admission, RateLimitError> {
         if buckets.is_empty() || requests == 0 {
             return Ok(Admission {
-                requests,
                 admitted: requests,
                 refused_by: 0,
                 retry_after: Duration::ZERO,
@@ -277,7 +251,6 @@ impl RateLimiter {
             invocation.invoke_async(&mut redis).await?;
         let admitted = u32::try_from(admitted.clamp(0, i64::from(requests))).unwrap_or(0);
         Ok(Admission {
-            requests,
             admitted,
             left: u32::try_from(left.max(0)).unwrap_or(u32::MAX),
             refused_by: usize::try_from(index - 1).unwrap_or(0),
@@ -291,46 +264,31 @@ impl RateLimiter {
 
     /// Counts one request against `bucket` if it is allowed.
     pub async fn acquire(&self, bucket: &str, limit: Limit) -> Result<Decision, RateLimitError> {
-        self.call(bucket, limit, 1).await
+        self.call(Bucket::count(bucket, limit)).await
     }
 
     /// Whether one more request would be allowed, without counting it.
     pub async fn check(&self, bucket: &str, limit: Limit) -> Result<Decision, RateLimitError> {
-        self.call(bucket, limit, 0).await
+        self.call(Bucket::peek(bucket, limit)).await
     }
 
     /// Counts one request that already happened (e.g. a failed login), which later
     /// [`check`](Self::check)s see. A bucket that is already empty stays empty.
     pub async fn record(&self, bucket: &str, limit: Limit) -> Result<(), RateLimitError> {
-        let _ = self.call(bucket, limit, 1).await?;
+        let _ = self.call(Bucket::count(bucket, limit)).await?;
         Ok(())
     }
 
-    async fn call(
-        &self,
-        bucket: &str,
-        limit: Limit,
-        cost: u32,
-    ) -> Result<Decision, RateLimitError> {
-        let interval = micros(limit.interval()).max(1);
-        let tolerance = micros(limit.period).saturating_sub(interval);
-        let key = format!("{}rl:{bucket}", self.prefix);
-        let mut redis = self.redis.clone();
-        let (allowed, retry_after, remaining): (i64, i64, i64) = self
-            .script
-            .key(key)
-            .arg(interval)
-            .arg(tolerance)
-            .arg(cost)
-            .invoke_async(&mut redis)
-            .await?;
-        Ok(if allowed == 1 {
+    /// One request against one bucket, counted or only asked.
+    async fn call(&self, bucket: Bucket<'_>) -> Result<Decision, RateLimitError> {
+        let admission = self.acquire_many(&[bucket], 1).await?;
+        Ok(if admission.admitted == 1 {
             Decision::Allowed {
-                remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+                remaining: admission.left,
             }
         } else {
             Decision::Limited {
-                retry_after: Duration::from_micros(u64::try_from(retry_after.max(1)).unwrap_or(1)),
+                retry_after: admission.retry_after,
             }
         })
     }
