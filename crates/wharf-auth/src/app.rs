@@ -8,7 +8,7 @@ use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
 use wharf_events::consumer::ConsumerError;
 use wharf_events::{AckedPublisher, Consumer, ConsumerConfig, Namespace, Topology};
-use wharf_outbox::{Relay, RelayConfig};
+use wharf_outbox::{Relay, RelayConfig, Waker};
 use wharf_proto::wharf::auth::v1::auth_service_server::AuthServiceServer;
 use wharf_proto::wharf::social::v1::{ProfileCreated, ProfileCreationFailed};
 use wharf_resilience::RateLimiter;
@@ -124,6 +124,9 @@ impl App {
             )
         });
         let saga = config.saga;
+        let outbox = relay
+            .as_ref()
+            .map_or_else(|| Waker::notifying(pool.clone()), Relay::waker);
         let handlers = AuthHandlers::new(Parts {
             pool: pool.clone(),
             tokens: Arc::new(tokens),
@@ -135,6 +138,7 @@ impl App {
                 config.password_priority,
             )?,
             publisher: AckedPublisher::new(js.clone(), deps.namespace.clone()),
+            outbox,
             config,
         });
         Ok(Self {

@@ -137,6 +137,7 @@ pub async fn run(pool: &PgPool, deadlines: SagaDeadlines) -> Result<Vec<Finding>
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        wharf_outbox::wake::notify(pool).await;
         tracing::warn!(subject = %finding.subject, detail = %finding.detail, "reconciliation");
         findings.push(finding);
     }

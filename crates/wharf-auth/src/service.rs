@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use uuid::Uuid;
 use wharf_events::AckedPublisher;
+use wharf_outbox::Waker;
 use wharf_proto::wharf::auth::v1::auth_service_server::{AuthService, AuthServiceServer};
 use wharf_proto::wharf::auth::v1::{
     GetJwksRequest, GetJwksResponse, Jwk, LoginRequest, LoginResponse, LogoutAllRequest,
@@ -60,6 +61,8 @@ struct Inner {
     limiter: RateLimiter,
     passwords: Passwords,
     publisher: AckedPublisher,
+    /// Wakes the relay once a registration (and its `user.registered` event) has committed.
+    outbox: Waker,
     config: AuthConfig,
     after_step: Option<StepHook>,
 }
@@ -79,6 +82,7 @@ pub struct Parts {
     pub limiter: RateLimiter,
     pub passwords: Passwords,
     pub publisher: AckedPublisher,
+    pub outbox: Waker,
     pub config: AuthConfig,
 }
 
@@ -92,6 +96,7 @@ impl AuthHandlers {
                 limiter: parts.limiter,
                 passwords: parts.passwords,
                 publisher: parts.publisher,
+                outbox: parts.outbox,
                 config: parts.config,
                 after_step: None,
             }),
@@ -531,7 +536,11 @@ impl AuthService for AuthHandlers {
             tracing::error!(error = %err, "failed to enqueue auth.user.registered");
             Status::unavailable("the user store is unavailable; retry later")
         })?;
-        tx.commit().await.map_err(|err| database(&err))?;
+        self.inner
+            .outbox
+            .commit(tx)
+            .await
+            .map_err(|err| database(&err))?;
         tracing::info!(%user_id, "user registered, pending its profile");
         Ok(Response::new(RegisterResponse {
             user_id: user_id.to_string(),

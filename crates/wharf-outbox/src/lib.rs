@@ -10,10 +10,12 @@
 //!
 //! # Layout
 //! - [`enqueue`] (this module): the only way to send an `OUTBOX` event.
-//! - [`relay`]: bucket leases, LISTEN/NOTIFY wake-ups, batched claims with pipelined acks.
+//! - [`relay`]: bucket leases, batched claims with pipelined acks.
+//! - [`wake`]: waking relays after the producer's commit.
 #![forbid(unsafe_code)]
 
 pub mod relay;
+pub mod wake;
 
 use sqlx::migrate::Migrator;
 use sqlx::{Postgres, Transaction};
@@ -22,11 +24,12 @@ use wharf_proto::OutboxEvent;
 use wharf_runtime::db::SchemaMigrations;
 
 pub use relay::{Relay, RelayConfig, RelayStats};
+pub use wake::Waker;
 
 /// Buckets that ordering keys hash into. Part of the stored data: never change it.
 pub const BUCKETS: i16 = 64;
 
-/// The channel the relay listens on; `enqueue` notifies it, delivered at commit.
+/// The channel relays listen on for wakes from other processes ([`Waker`]).
 pub const CHANNEL: &str = "wharf_outbox";
 
 /// The outbox table's migrations, applied into a producing service's own schema.
@@ -52,6 +55,9 @@ pub enum OutboxError {
 /// Producers of one ordering key are serialised from here until their commit (a transaction
 /// advisory lock on the key), so ids grow in commit order within a key and the relay publishes
 /// them in that order. Enqueue events of several keys in a consistent order to avoid deadlocks.
+///
+/// Commit through [`Waker::commit`] (or call [`Waker::wake`] after committing) so a relay
+/// publishes the event at once; otherwise it is published at the relay's next poll.
 pub async fn enqueue<E: OutboxEvent>(
     tx: &mut Transaction<'_, Postgres>,
     mut event: E,
@@ -64,16 +70,16 @@ pub async fn enqueue<E: OutboxEvent>(
     let hash = fnv1a(key.as_bytes());
 
     // One round trip: the key's lock is taken (in the FROM clause) before the row's id is
-    // drawn, and the notification naming the bucket is delivered at commit, so only the relay
-    // worker that owns the bucket wakes up. The lock is the key's within this schema: another
+    // drawn. No NOTIFY here: it would serialise every producer's commit (see [`wake`]). The
+    // lock is the key's within this schema: another
     // service producing events of the same key (trading and revenue both key by account)
     // never waits for it, and never deadlocks with it.
     let bucket = bucket_of(hash);
     sqlx::query(
         "INSERT INTO outbox (event_id, subject, event_type, ordering_key, bucket, payload, traceparent) \
          SELECT $1, $2, $3, $4, $5, $6, $7 \
-         FROM (SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || $4, 0)), \
-                      pg_notify($8, $5::text)) AS serialised",
+         FROM (SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || $4, 0))) \
+              AS serialised",
     )
     .bind(id)
     .bind(E::SUBJECT)
@@ -82,7 +88,6 @@ pub async fn enqueue<E: OutboxEvent>(
     .bind(bucket)
     .bind(event.encode_to_vec())
     .bind(wharf_runtime::telemetry::current_traceparent())
-    .bind(CHANNEL)
     .execute(&mut **tx)
     .await?;
     Ok(event_id)

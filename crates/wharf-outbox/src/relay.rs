@@ -14,8 +14,9 @@
 //!   `Nats-Msg-Id` = event id makes a retried publish (a lost ack, a crash before the delete) a
 //!   duplicate that JetStream drops within its duplicate window; consumers' inboxes absorb any
 //!   that get through later.
-//! - **Wake-ups.** `enqueue` sends `NOTIFY wharf_outbox`, delivered at commit; the relay
-//!   LISTENs, and also polls every `poll_interval` in case a notification was missed.
+//! - **Wake-ups.** Producers wake the relay after their commit ([`Waker`]): directly in this
+//!   process, or with `NOTIFY wharf_outbox`, which the relay LISTENs for. It also polls every
+//!   `poll_interval`, for rows whose wake never came.
 //! - **Faults.** A failed publish leaves its row (attempts and last error recorded) and the
 //!   worker backs off; a lost database connection drops the leases and the relay reconnects.
 
@@ -35,6 +36,7 @@ use wharf_events::envelope::Envelope;
 use wharf_events::topology::Namespace;
 use wharf_runtime::db::HeldConnections;
 
+use crate::wake::{Local, Waker};
 use crate::{BUCKETS, CHANNEL, fnv1a};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +125,10 @@ pub struct Relay {
     schema: String,
     config: RelayConfig,
     stats: Arc<RelayStats>,
+    /// One per drain worker: rung by the LISTEN task and by this process's [`Waker`]s.
+    wakes: Arc<Vec<Notify>>,
+    /// The buckets this relay holds leases on, published by the lease task.
+    owned: watch::Sender<BTreeSet<i16>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -156,9 +162,23 @@ impl Relay {
             js,
             namespace,
             schema: schema.to_owned(),
+            wakes: Arc::new((0..config.workers.max(1)).map(|_| Notify::new()).collect()),
+            owned: watch::Sender::new(BTreeSet::new()),
             config,
             stats: Arc::new(RelayStats::default()),
         }
+    }
+
+    /// A [`Waker`] for producers in this process: it wakes this relay directly, and the relays
+    /// of other processes through PostgreSQL unless this one owns every bucket.
+    pub fn waker(&self) -> Waker {
+        Waker::build(
+            Some(Local {
+                workers: Arc::clone(&self.wakes),
+                owned: self.owned.subscribe(),
+            }),
+            self.pool.clone(),
+        )
     }
 
     pub fn stats(&self) -> Arc<RelayStats> {
@@ -168,13 +188,10 @@ impl Relay {
     /// Publishes until `shutdown` is cancelled. Never returns an error: every failure is
     /// retried with backoff, because a relay that gives up loses nothing but delays everything.
     pub async fn run(self, shutdown: CancellationToken) {
-        let (owned_tx, owned_rx) = watch::channel(BTreeSet::<i16>::new());
+        let owned_tx = self.owned.clone();
+        let owned_rx = self.owned.subscribe();
         let relay = Arc::new(self);
-        let wakes: Arc<Vec<Notify>> = Arc::new(
-            (0..relay.config.workers.max(1))
-                .map(|_| Notify::new())
-                .collect(),
-        );
+        let wakes = Arc::clone(&relay.wakes);
 
         let gate = Arc::new(RwLock::new(()));
         let leases = tokio::spawn(Arc::clone(&relay).lease_buckets(

@@ -8,7 +8,7 @@ use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
 use wharf_events::consumer::{ConsumerError, ConsumerStats};
 use wharf_events::{Consumer, ConsumerConfig, Namespace, Topology};
-use wharf_outbox::{Relay, RelayConfig};
+use wharf_outbox::{Relay, RelayConfig, Waker};
 use wharf_proto::wharf::revenue::v1::revenue_service_server::RevenueServiceServer;
 use wharf_proto::wharf::trading::v1::TradeExecuted;
 use wharf_runtime::db::{self, DatabaseConfig, SchemaError, SchemaMigrations};
@@ -101,6 +101,9 @@ impl App {
                 deps.relay.clone(),
             )
         });
+        let outbox = relay
+            .as_ref()
+            .map_or_else(|| Waker::notifying(pool.clone()), Relay::waker);
         let ledger = Consumer::new(
             js,
             pool.clone(),
@@ -112,7 +115,12 @@ impl App {
                 ..ConsumerConfig::new(LEDGER_CONSUMER)
             },
             RecordFee::new(config.currency.clone()),
-        );
+        )
+        // The handler enqueued `revenue.fee.recorded`: the relay publishes it at once.
+        .after_commit(move |_| {
+            outbox.wake();
+            std::future::ready(())
+        });
         let handlers = RevenueHandlers::new(pool.clone(), Arc::new(tokens), config.currency);
         Ok(Self {
             handlers,

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use wharf_events::consumer::{ConsumerError, ConsumerStats};
 use wharf_events::publish::FireAndForgetStats;
 use wharf_events::{Consumer, ConsumerConfig, FireAndForgetPublisher, Namespace, Topology};
-use wharf_outbox::{Relay, RelayConfig};
+use wharf_outbox::{Relay, RelayConfig, Waker};
 use wharf_proto::wharf::auth::v1::UserRegistered;
 use wharf_proto::wharf::social::v1::social_service_server::SocialServiceServer;
 use wharf_proto::wharf::trading::v1::TradeExecuted;
@@ -118,13 +118,21 @@ impl App {
             ack_wait: config.consumer_ack_wait,
             ..ConsumerConfig::new(name)
         };
+        let outbox = relay
+            .as_ref()
+            .map_or_else(|| Waker::notifying(pool.clone()), Relay::waker);
         let registration = Consumer::new(
             js.clone(),
             pool.clone(),
             &topology,
             consumer_config(REGISTRATION_CONSUMER),
             CreateProfile,
-        );
+        )
+        // The handler enqueued the saga's reply: the relay publishes it at once.
+        .after_commit(move |_| {
+            outbox.wake();
+            std::future::ready(())
+        });
         let feed = Consumer::new(
             js.clone(),
             pool.clone(),

@@ -8,7 +8,7 @@ use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
 use wharf_events::consumer::ConsumerError;
 use wharf_events::{Consumer, ConsumerConfig, Namespace, Topology};
-use wharf_outbox::{Relay, RelayConfig};
+use wharf_outbox::{Relay, RelayConfig, Waker};
 use wharf_proto::wharf::revenue::v1::FeeRecorded;
 use wharf_proto::wharf::trading::v1::trading_service_server::TradingServiceServer;
 use wharf_runtime::db::{self, DatabaseConfig, SchemaError, SchemaMigrations};
@@ -97,8 +97,11 @@ impl App {
                 deps.relay.clone(),
             )
         });
+        let outbox = relay
+            .as_ref()
+            .map_or_else(|| Waker::notifying(pool.clone()), Relay::waker);
         Ok(Self {
-            handlers: TradingHandlers::new(pool.clone(), tokens, config.clone()),
+            handlers: TradingHandlers::new(pool.clone(), tokens, outbox, config.clone()),
             pool,
             js,
             topology,

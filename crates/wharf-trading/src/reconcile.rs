@@ -122,6 +122,7 @@ async fn redrive_unsettled(
             other => sqlx::Error::Protocol(other.to_string()),
         })?;
         tx.commit().await?;
+        wharf_outbox::wake::notify(pool).await;
         findings.push(Finding {
             invariant: ORDER_SETTLES,
             subject: order.order_id.to_string(),

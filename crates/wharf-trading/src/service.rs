@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use uuid::Uuid;
+use wharf_outbox::Waker;
 use wharf_proto::wharf::trading::v1::trading_service_server::{
     TradingService, TradingServiceServer,
 };
@@ -40,6 +41,8 @@ pub struct TradingHandlers {
 struct Inner {
     pool: PgPool,
     tokens: Arc<Tokens>,
+    /// Wakes the relay once an order (and its `trade.executed` event) has committed.
+    outbox: Waker,
     config: TradingConfig,
 }
 
@@ -50,11 +53,12 @@ impl std::fmt::Debug for TradingHandlers {
 }
 
 impl TradingHandlers {
-    pub fn new(pool: PgPool, tokens: Arc<Tokens>, config: TradingConfig) -> Self {
+    pub fn new(pool: PgPool, tokens: Arc<Tokens>, outbox: Waker, config: TradingConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
                 pool,
                 tokens,
+                outbox,
                 config,
             }),
         }
@@ -541,7 +545,11 @@ impl TradingHandlers {
         let mut orders = store::orders_with_history(&mut tx, vec![row])
             .await
             .map_err(|e| database(&e))?;
-        tx.commit().await.map_err(|e| database(&e))?;
+        self.inner
+            .outbox
+            .commit(tx)
+            .await
+            .map_err(|e| database(&e))?;
         orders
             .pop()
             .ok_or_else(|| Status::internal("internal error"))

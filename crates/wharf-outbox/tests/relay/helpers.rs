@@ -83,13 +83,20 @@ impl Harness {
     }
 
     pub fn relay(&self, config: RelayConfig) -> (Arc<RelayStats>, tokio::task::JoinHandle<()>) {
-        let relay = Relay::new(
+        self.start(self.unstarted_relay(config))
+    }
+
+    pub fn unstarted_relay(&self, config: RelayConfig) -> Relay {
+        Relay::new(
             self.pool.clone(),
             self.client.clone(),
             self.namespace.clone(),
             SCHEMA,
             config,
-        );
+        )
+    }
+
+    pub fn start(&self, relay: Relay) -> (Arc<RelayStats>, tokio::task::JoinHandle<()>) {
         let stats = relay.stats();
         (stats, tokio::spawn(relay.run(self.stop.clone())))
     }

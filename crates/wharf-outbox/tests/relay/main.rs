@@ -6,3 +6,4 @@ mod faults;
 mod helpers;
 mod ordering;
 mod publishing;
+mod waking;

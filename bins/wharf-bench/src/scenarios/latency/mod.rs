@@ -61,6 +61,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<LatencyRun> 
         params.relay.clone(),
     );
     let relay_stats = relay.stats();
+    let waker = relay.waker();
     let relay = tokio::spawn(relay.run(stop.clone()));
     let hook_clock = Arc::clone(&clock);
     let consumer = Consumer::<TradeExecuted, _>::new(
@@ -83,7 +84,15 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<LatencyRun> 
             total: WARMUP,
             first_seq: 0,
         };
-        producer::paced(&producers, &clock, warm, Instant::now(), SystemTime::now()).await?;
+        producer::paced(
+            &producers,
+            &waker,
+            &clock,
+            warm,
+            Instant::now(),
+            SystemTime::now(),
+        )
+        .await?;
         wait_for_count(
             "the warm-up events",
             Instant::now(),
@@ -114,7 +123,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<LatencyRun> 
         .record(t0, stop.child_token());
         let paced = tokio::time::timeout(
             params.duration() + Duration::from_secs(60),
-            producer::paced(&producers, &clock, schedule, t0, t0_wall),
+            producer::paced(&producers, &waker, &clock, schedule, t0, t0_wall),
         )
         .await
         .context("the paced producer overran its deadline")??;

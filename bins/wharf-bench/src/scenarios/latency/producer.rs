@@ -1,6 +1,10 @@
 //! The open-loop producer: event i is due at t0 + i/R and is committed at or after that
 //! instant, by one of a few concurrent producers. A late event is still sent, and keeps its
 //! intended time, so the lateness is part of what is measured.
+//!
+//! The due times come from a thread of its own, which sleeps with the OS's timer (tens of
+//! microseconds late) rather than tokio's (rounded up to the next millisecond): the generator's
+//! own lateness would otherwise add up to a millisecond to every event's measured latency.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -10,6 +14,7 @@ use hdrhistogram::Histogram;
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use wharf_outbox::Waker;
 
 use super::clock::{Clock, micros};
 use crate::results::micros_histogram;
@@ -45,6 +50,7 @@ impl Schedule {
 /// telling `clock` when each commit returned.
 pub async fn paced(
     pool: &PgPool,
+    waker: &Waker,
     clock: &Arc<Clock>,
     schedule: Schedule,
     t0: Instant,
@@ -54,14 +60,27 @@ pub async fn paced(
     let commits = Arc::new(Mutex::new(micros_histogram()));
     let mut tasks = JoinSet::new();
     let mut last = t0;
-    for index in 0..schedule.total {
+    let (due_tx, mut due) = tokio::sync::mpsc::unbounded_channel();
+    let pacer = std::thread::Builder::new()
+        .name("bench-pacer".to_owned())
+        .spawn(move || {
+            for index in 0..schedule.total {
+                let at = t0 + schedule.offset(index);
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                if due_tx.send(index).is_err() {
+                    return;
+                }
+            }
+        })
+        .context("failed to start the pacer thread")?;
+    while let Some(index) = due.recv().await {
         let offset = schedule.offset(index);
-        tokio::time::sleep_until((t0 + offset).into()).await;
         let permit = Arc::clone(&permits)
             .acquire_owned()
             .await
             .context("producer semaphore closed")?;
         let pool = pool.clone();
+        let waker = waker.clone();
         let commits = Arc::clone(&commits);
         let clock = Arc::clone(clock);
         let intended = t0_wall + offset;
@@ -71,7 +90,7 @@ pub async fn paced(
             let event_id = wharf_outbox::enqueue(&mut tx, trade)
                 .await
                 .context("failed to enqueue")?;
-            tx.commit().await.context("failed to commit")?;
+            waker.commit(tx).await.context("failed to commit")?;
             let done = Instant::now();
             clock.produced(event_id);
             let lateness = SystemTime::now()
@@ -91,6 +110,9 @@ pub async fn paced(
     while let Some(finished) = tasks.join_next().await {
         last = last.max(finished.context("a producer panicked")??);
     }
+    pacer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
     let commit = commits.lock().expect("commit histogram lock").clone();
     Ok(Paced {
         commit,
