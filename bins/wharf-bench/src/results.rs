@@ -133,6 +133,10 @@ pub struct LatencyRun {
     pub producer_commit: Percentiles,
     /// The producer's commit returned → the consumer's commit: the relay and consumer alone.
     pub commit_to_consumer: Percentiles,
+    /// Of which: the producer's commit → the consumer's handler (relay, JetStream, delivery)…
+    pub commit_to_handler: Percentiles,
+    /// …and the handler → the consumer's commit (the rest of the apply transaction).
+    pub handler_to_commit: Percentiles,
     pub relay: RelayConfig,
     pub consumer_concurrency: usize,
     /// Relay batches and consumer apply transactions during the run (warm-up included): the

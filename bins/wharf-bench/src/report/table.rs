@@ -184,6 +184,11 @@ pub fn render(report: &Report) -> String {
     for (part, figures) in [
         ("intended → producer commit", &lat.producer_commit),
         ("producer commit → consumer commit", &lat.commit_to_consumer),
+        (
+            "  of which producer commit → handler",
+            &lat.commit_to_handler,
+        ),
+        ("  and handler → consumer commit", &lat.handler_to_commit),
     ] {
         out.push_str(&format!(
             "  {part}: p50 {:.2} p99 {:.2} max {:.2} ms\n",

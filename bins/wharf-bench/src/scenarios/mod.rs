@@ -147,11 +147,15 @@ pub async fn run_some(env: &BenchEnv, params: &Params) -> anyhow::Result<()> {
         let run = latency::run(env, params).await?;
         let events = run.events + latency::WARMUP;
         progress(&format!(
-            "latency: intended → producer commit p50 {:.2} p99 {:.2} ms; producer commit → consumer commit p50 {:.2} p99 {:.2} ms; {:.2} events per relay batch ({} empty claims), {:.2} per consumer transaction",
+            "latency: intended → producer commit p50 {:.2} p99 {:.2} ms; producer commit → consumer commit p50 {:.2} p99 {:.2} ms (→ handler p50 {:.2} p99 {:.2}; handler → commit p50 {:.2} p99 {:.2}); {:.2} events per relay batch ({} empty claims), {:.2} per consumer transaction",
             run.producer_commit.p50_ms,
             run.producer_commit.p99_ms,
             run.commit_to_consumer.p50_ms,
             run.commit_to_consumer.p99_ms,
+            run.commit_to_handler.p50_ms,
+            run.commit_to_handler.p99_ms,
+            run.handler_to_commit.p50_ms,
+            run.handler_to_commit.p99_ms,
             events as f64 / run.relay_batches.max(1) as f64,
             run.relay_claims - run.relay_batches,
             consume::per_transaction(events, run.consumer_transactions),

@@ -17,14 +17,19 @@ use crate::workload::Observer;
 pub struct Clock {
     /// Events sent before this instant (the warm-up) are applied but not recorded.
     origin: Mutex<SystemTime>,
-    /// Intended send times of events whose transaction is open, by event id.
-    open: Mutex<HashMap<String, SystemTime>>,
+    /// Intended send times of events whose transaction is open, and when their handler ran,
+    /// by event id.
+    open: Mutex<HashMap<String, (SystemTime, SystemTime)>>,
     /// When the producer's commit returned, by event id.
     produced: Mutex<HashMap<String, SystemTime>>,
     /// Intended send time → consumer commit, µs: the figure with targets.
     from_intended: Mutex<Histogram<u64>>,
     /// Producer commit → consumer commit, µs: the relay and the consumer alone.
     from_commit: Mutex<Histogram<u64>>,
+    /// Producer commit → the consumer's handler, µs: the relay, JetStream and the delivery.
+    to_handler: Mutex<Histogram<u64>>,
+    /// The consumer's handler → its commit, µs: the rest of the apply transaction.
+    handler_to_commit: Mutex<Histogram<u64>>,
     recorded: AtomicU64,
     produced_total: AtomicU64,
 }
@@ -37,6 +42,8 @@ impl Clock {
             produced: Mutex::new(HashMap::new()),
             from_intended: Mutex::new(micros_histogram()),
             from_commit: Mutex::new(micros_histogram()),
+            to_handler: Mutex::new(micros_histogram()),
+            handler_to_commit: Mutex::new(micros_histogram()),
             recorded: AtomicU64::new(0),
             produced_total: AtomicU64::new(0),
         })
@@ -67,7 +74,8 @@ impl Clock {
         let now = SystemTime::now();
         let event_id = &ctx.envelope.event_id;
         let produced = self.produced.lock().expect("clock lock").remove(event_id);
-        let Some(intended) = self.open.lock().expect("clock lock").remove(event_id) else {
+        let Some((intended, handled)) = self.open.lock().expect("clock lock").remove(event_id)
+        else {
             return;
         };
         if intended < *self.origin.lock().expect("clock lock") {
@@ -78,12 +86,20 @@ impl Clock {
             .lock()
             .expect("clock lock")
             .saturating_record(since(intended));
+        self.handler_to_commit
+            .lock()
+            .expect("clock lock")
+            .saturating_record(since(handled));
         // Absent only if the consumer won the race with the producer's own bookkeeping.
         if let Some(produced) = produced {
             self.from_commit
                 .lock()
                 .expect("clock lock")
                 .saturating_record(since(produced));
+            self.to_handler
+                .lock()
+                .expect("clock lock")
+                .saturating_record(micros(handled.duration_since(produced).unwrap_or_default()));
         }
         self.recorded.fetch_add(1, Ordering::Relaxed);
     }
@@ -101,6 +117,16 @@ impl Clock {
     pub fn commit_to_consumer(&self) -> Histogram<u64> {
         self.from_commit.lock().expect("clock lock").clone()
     }
+
+    /// Producer commit → the consumer's handler, µs.
+    pub fn commit_to_handler(&self) -> Histogram<u64> {
+        self.to_handler.lock().expect("clock lock").clone()
+    }
+
+    /// The consumer's handler → its commit, µs.
+    pub fn handler_to_commit(&self) -> Histogram<u64> {
+        self.handler_to_commit.lock().expect("clock lock").clone()
+    }
 }
 
 /// The handler's side: remembers the intended time until the commit.
@@ -113,7 +139,7 @@ impl Observer for ClockObserver {
             .open
             .lock()
             .expect("clock lock")
-            .insert(event_id.to_owned(), intended);
+            .insert(event_id.to_owned(), (intended, SystemTime::now()));
     }
 }
 

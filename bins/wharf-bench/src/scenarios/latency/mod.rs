@@ -168,6 +168,8 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<LatencyRun> 
         end_to_end,
         producer_commit: Percentiles::from_micros(&paced.commit),
         commit_to_consumer: Percentiles::from_micros(&clock.commit_to_consumer()),
+        commit_to_handler: Percentiles::from_micros(&clock.commit_to_handler()),
+        handler_to_commit: Percentiles::from_micros(&clock.handler_to_commit()),
         relay: params.relay.clone(),
         consumer_concurrency: params.consumer_concurrency,
         relay_batches: relay_stats.batches(),
