@@ -21,11 +21,13 @@
 //! - [`scenarios`]: one module per measurement.
 //! - [`results`], [`report`], [`svg`]: figures, the table and JSON, the plot.
 //! - [`machine`]: what the run ran on.
+//! - [`pace`]: open-loop due times on the OS timer.
 #![forbid(unsafe_code)]
 
 mod cli;
 mod env;
 mod machine;
+mod pace;
 mod report;
 mod results;
 mod scenarios;

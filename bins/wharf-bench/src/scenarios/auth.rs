@@ -5,9 +5,11 @@
 //!   threads do, so the limit is the fastest verification this machine can do.
 //! - Login throughput: the real service (gRPC, PostgreSQL lookup, the bounded password pool,
 //!   the pending session in Redis, the ACKED `logged_in` publish, the promotion) driven by
-//!   enough concurrent clients to keep every core hashing. Target ≥ 0.85 × A1.
+//!   enough concurrent clients to keep every core hashing, with nothing else calling.
+//!   Target ≥ 0.85 × A1.
 //! - A cheap RPC (`GetJwks`, no I/O) at a fixed rate, open loop, latency from the intended send
-//!   time: once alone, once while logins saturate the CPU. Target: loaded p99 ≤ 2 × unloaded.
+//!   time: once alone, once while logins saturate the CPU (the same login load goes on from
+//!   the throughput phase into this one). Target: loaded p99 ≤ 2 × unloaded.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use wharf_tokens::TokensConfig;
 use super::progress;
 use crate::cli::Params;
 use crate::env::BenchEnv;
+use crate::pace::Schedule;
 use crate::results::{Percentiles, Throughput, micros_histogram};
 use crate::scenarios::Running;
 
@@ -45,14 +48,19 @@ const LOGIN_CONNECTIONS: usize = 2;
 #[derive(Debug, Clone, Serialize)]
 pub struct AuthRun {
     pub cores: usize,
-    /// Rounds of (A1, the cheap RPC alone, logins with the cheap RPC alongside), each phase
-    /// `round_s`: the shared machine's slow and fast moments land on every phase alike.
+    /// Rounds of (A1, the cheap RPC alone, logins alone, logins with the cheap RPC alongside),
+    /// each phase `round_s`: the shared machine's slow and fast moments land on every phase
+    /// alike.
     pub rounds: u32,
     pub round_s: f64,
     /// A1: argon2id verifies per second, one thread per core, over every round.
     pub verify_limit: Throughput,
-    /// Successful logins per second through the service, over every round's measured phase.
+    /// Successful logins per second through the service, over every round's logins-alone
+    /// phase.
     pub login: Throughput,
+    /// Successful logins per second while the cheap RPC runs alongside (for the record: that
+    /// phase measures the cheap RPC).
+    pub login_with_cheap: Throughput,
     pub login_clients: usize,
     /// Logins refused while the pool was full (RESOURCE_EXHAUSTED); should be 0 here.
     pub login_refused: u64,
@@ -64,7 +72,7 @@ pub struct AuthRun {
     pub cheap_rate: u32,
     pub cheap_unloaded: Percentiles,
     pub cheap_loaded: Percentiles,
-    /// Per round: (A1 verifies/s, logins/s, cheap p99 alone, cheap p99 under logins).
+    /// Per round: (A1 verifies/s, logins/s alone, cheap p99 alone, cheap p99 under logins).
     pub per_round: Vec<(f64, f64, f64, f64)>,
 }
 
@@ -83,12 +91,13 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
     let users = service.users(login_clients).await?;
     let cheap_rate = 200;
     progress(&format!(
-        "auth: {rounds} rounds of A1 (argon2id verifies on every core), GetJwks at {cheap_rate}/s alone, then logins from {login_clients} clients with GetJwks alongside; {:.1} s each",
+        "auth: {rounds} rounds of A1 (argon2id verifies on every core), GetJwks at {cheap_rate}/s alone, then logins from {login_clients} clients alone and with GetJwks alongside; {:.1} s each",
         round.as_secs_f64()
     ));
 
     let (mut verifies, mut verify_time) = (0, Duration::ZERO);
     let (mut logins, mut login_time) = (0, Duration::ZERO);
+    let (mut logins_with_cheap, mut with_cheap_time) = (0, Duration::ZERO);
     let (mut refused, mut timed_out) = (0, 0);
     let mut login_latency = micros_histogram();
     let (mut cheap_unloaded, mut cheap_loaded) = (micros_histogram(), micros_histogram());
@@ -106,18 +115,20 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
         let load = service.login_load(users.clone(), Arc::clone(&stop));
         let measured = async {
             tokio::time::sleep(warm).await;
-            let started = Instant::now();
-            let before = service.logins.load(Ordering::Relaxed);
-            let cheap = service.cheap_calls(cheap_rate, round).await;
-            let done = service.logins.load(Ordering::Relaxed) - before;
+            let alone = service.count_logins(tokio::time::sleep(round)).await;
+            let (cheap, with_cheap) = service
+                .count_logins(service.cheap_calls(cheap_rate, round))
+                .await;
             stop.store(true, Ordering::Relaxed);
-            (cheap, Throughput::new(done, started.elapsed()))
+            (alone.1, cheap, with_cheap)
         };
-        let ((loaded, login), load) = tokio::join!(measured, load);
+        let ((login, loaded, with_cheap), load) = tokio::join!(measured, load);
         let (latency, round_refused, round_timed_out) = load?;
         let loaded = loaded?;
         logins += login.count;
         login_time += Duration::from_secs_f64(login.seconds);
+        logins_with_cheap += with_cheap.count;
+        with_cheap_time += Duration::from_secs_f64(with_cheap.seconds);
         refused += round_refused;
         timed_out += round_timed_out;
         login_latency.add(&latency).context("histogram bounds")?;
@@ -138,6 +149,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
         round_s: round.as_secs_f64(),
         verify_limit: Throughput::new(verifies, verify_time),
         login: Throughput::new(logins, login_time),
+        login_with_cheap: Throughput::new(logins_with_cheap, with_cheap_time),
         login_clients,
         login_refused: refused,
         login_timed_out: timed_out,
@@ -268,6 +280,15 @@ impl Service {
         Ok(emails)
     }
 
+    /// Runs `phase` and counts the logins that succeed meanwhile.
+    async fn count_logins<T>(&self, phase: impl Future<Output = T>) -> (T, Throughput) {
+        let started = Instant::now();
+        let before = self.logins.load(Ordering::Relaxed);
+        let output = phase.await;
+        let done = self.logins.load(Ordering::Relaxed) - before;
+        (output, Throughput::new(done, started.elapsed()))
+    }
+
     /// One client per user, logging in back to back until `stop`.
     async fn login_load(
         &self,
@@ -367,13 +388,14 @@ async fn cheap_calls(
         .connect()
         .await?;
     let client = AuthServiceClient::new(channel);
-    let interval = Duration::from_secs(1) / rate.max(1);
-    let calls = u64::from(rate) * window.as_secs().max(1);
-    let start = tokio::time::Instant::now() + Duration::from_millis(10);
+    let schedule = Schedule::from_now(
+        Duration::from_secs(1) / rate.max(1),
+        u64::from(rate) * window.as_secs().max(1),
+    );
+    let mut ticks = schedule.ticks()?;
     let mut pending = Vec::new();
-    for index in 0..calls {
-        let due = start + interval * u32::try_from(index).unwrap_or(u32::MAX);
-        tokio::time::sleep_until(due).await;
+    while let Some(index) = ticks.recv().await {
+        let due = schedule.due(index);
         let mut client = client.clone();
         pending.push(tokio::spawn(async move {
             client

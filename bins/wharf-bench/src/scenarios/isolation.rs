@@ -47,6 +47,7 @@ use super::progress;
 use super::{bearer, place_request};
 use crate::cli::Params;
 use crate::env::BenchEnv;
+use crate::pace::Schedule;
 use crate::results::{Percentiles, Throughput, micros_histogram};
 use crate::scenarios::Running;
 
@@ -309,14 +310,13 @@ where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
-    let interval = Duration::from_secs(1) / rate.max(1);
-    let calls = (f64::from(rate) * window.as_secs_f64()).round().max(1.0) as usize;
-    let start = tokio::time::Instant::now() + Duration::from_millis(10);
-    let mut pending = Vec::with_capacity(calls);
-    for index in 0..calls {
-        let due = start + interval * u32::try_from(index).unwrap_or(u32::MAX);
-        tokio::time::sleep_until(due).await;
-        let call = call(index);
+    let calls = (f64::from(rate) * window.as_secs_f64()).round().max(1.0) as u64;
+    let schedule = Schedule::from_now(Duration::from_secs(1) / rate.max(1), calls);
+    let mut ticks = schedule.ticks()?;
+    let mut pending = Vec::with_capacity(usize::try_from(calls).unwrap_or(0));
+    while let Some(index) = ticks.recv().await {
+        let due = schedule.due(index);
+        let call = call(usize::try_from(index).unwrap_or(usize::MAX));
         pending.push(tokio::spawn(
             async move { call.await.map(|()| due.elapsed()) },
         ));

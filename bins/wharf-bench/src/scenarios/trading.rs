@@ -31,6 +31,7 @@ use super::progress;
 use super::{bearer, place_request};
 use crate::cli::Params;
 use crate::env::BenchEnv;
+use crate::pace::Schedule;
 use crate::results::{Percentiles, Throughput, micros_histogram};
 use crate::scenarios::Running;
 
@@ -271,12 +272,13 @@ impl Platform {
             .map(|user| self.token(user))
             .collect::<anyhow::Result<_>>()?;
         let tokens = Arc::new(tokens);
-        let interval = Duration::from_secs_f64(1.0 / rate);
-        let count = (rate * window.as_secs_f64()).ceil() as u64;
-        let start = tokio::time::Instant::now() + Duration::from_millis(10);
+        let schedule = Schedule::from_now(
+            Duration::from_secs_f64(1.0 / rate),
+            (rate * window.as_secs_f64()).ceil() as u64,
+        );
+        let mut ticks = schedule.ticks()?;
         let mut pending = Vec::new();
-        for index in 0..count {
-            tokio::time::sleep_until(start + interval.mul_f64(index as f64)).await;
+        while let Some(index) = ticks.recv().await {
             let mut client = client.clone();
             let tokens = Arc::clone(&tokens);
             pending.push(tokio::spawn(async move {

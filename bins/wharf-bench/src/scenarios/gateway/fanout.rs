@@ -32,6 +32,7 @@ use wharf_tokens::session::{session_key, store_prefix};
 
 use super::{Instance, progress};
 use crate::cli::Params;
+use crate::pace::Schedule;
 use crate::results::{Percentiles, Throughput, micros_histogram};
 use crate::scenarios::{deadline_for, wait_for_count};
 
@@ -328,11 +329,11 @@ async fn publish(
     count: u64,
 ) -> anyhow::Result<()> {
     let mut random = XorShift(0x9E37_79B9_7F4A_7C15);
-    let start = tokio::time::Instant::now() + Duration::from_millis(10);
-    let wall_start = SystemTime::now() + Duration::from_millis(10);
-    for n in 0..warm_up + count {
-        let offset = interval * u32::try_from(n).unwrap_or(u32::MAX);
-        tokio::time::sleep_until(start + offset).await;
+    let schedule = Schedule::from_now(interval, warm_up + count);
+    let wall_start = SystemTime::now() + schedule.start.saturating_duration_since(Instant::now());
+    let mut ticks = schedule.ticks()?;
+    while let Some(n) = ticks.recv().await {
+        let offset = schedule.offset(n);
         let user = &users[usize::try_from(random.next() % users.len() as u64).unwrap_or(0)];
         let notification = Notification {
             event_id: uuid::Uuid::now_v7().to_string(),

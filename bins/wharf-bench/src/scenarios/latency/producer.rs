@@ -2,9 +2,8 @@
 //! instant, by one of a few concurrent producers. A late event is still sent, and keeps its
 //! intended time, so the lateness is part of what is measured.
 //!
-//! The due times come from a thread of its own, which sleeps with the OS's timer (tens of
-//! microseconds late) rather than tokio's (rounded up to the next millisecond): the generator's
-//! own lateness would otherwise add up to a millisecond to every event's measured latency.
+//! The due times come from [`crate::pace`], on the OS timer: tokio's rounds up to the next
+//! millisecond, which would add up to a millisecond to every event's measured latency.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -17,6 +16,7 @@ use tokio::task::JoinSet;
 use wharf_outbox::Waker;
 
 use super::clock::{Clock, micros};
+use crate::pace;
 use crate::results::micros_histogram;
 use crate::workload;
 
@@ -41,8 +41,13 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    fn offset(&self, index: u64) -> Duration {
-        Duration::from_secs_f64(index as f64 / f64::from(self.rate))
+    /// The due times, from `t0`.
+    fn pace(&self, t0: Instant) -> pace::Schedule {
+        pace::Schedule {
+            start: t0,
+            interval: Duration::from_secs(1) / self.rate.max(1),
+            count: self.total,
+        }
     }
 }
 
@@ -60,21 +65,10 @@ pub async fn paced(
     let commits = Arc::new(Mutex::new(micros_histogram()));
     let mut tasks = JoinSet::new();
     let mut last = t0;
-    let (due_tx, mut due) = tokio::sync::mpsc::unbounded_channel();
-    let pacer = std::thread::Builder::new()
-        .name("bench-pacer".to_owned())
-        .spawn(move || {
-            for index in 0..schedule.total {
-                let at = t0 + schedule.offset(index);
-                std::thread::sleep(at.saturating_duration_since(Instant::now()));
-                if due_tx.send(index).is_err() {
-                    return;
-                }
-            }
-        })
-        .context("failed to start the pacer thread")?;
+    let pace = schedule.pace(t0);
+    let mut due = pace.ticks()?;
     while let Some(index) = due.recv().await {
-        let offset = schedule.offset(index);
+        let offset = pace.offset(index);
         let permit = Arc::clone(&permits)
             .acquire_owned()
             .await
@@ -110,9 +104,6 @@ pub async fn paced(
     while let Some(finished) = tasks.join_next().await {
         last = last.max(finished.context("a producer panicked")??);
     }
-    pacer
-        .join()
-        .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
     let commit = commits.lock().expect("commit histogram lock").clone();
     Ok(Paced {
         commit,
