@@ -60,3 +60,24 @@ impl Schedule {
         Ok(ticks)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_call_arrives_in_order_and_never_before_it_is_due() {
+        let schedule = Schedule::from_now(Duration::from_micros(700), 50);
+        let mut ticks = schedule.ticks().expect("the pacer starts");
+        let mut seen = Vec::new();
+        while let Some(index) = ticks.recv().await {
+            assert!(
+                Instant::now() >= schedule.due(index),
+                "call {index} arrived before it was due"
+            );
+            seen.push(index);
+        }
+        assert_eq!(seen, (0..50).collect::<Vec<_>>());
+        assert_eq!(schedule.offset(10), Duration::from_millis(7));
+    }
+}

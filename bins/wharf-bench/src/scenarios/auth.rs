@@ -177,16 +177,20 @@ fn verify_limit(cores: usize, window: Duration) -> anyhow::Result<Throughput> {
         for _ in 0..cores {
             let done = Arc::clone(&done);
             let hash = hash.clone();
-            scope.spawn(move || {
-                let mut workspace = Workspace::default();
-                while start.elapsed() < window {
-                    let ok = workspace.verify(PASSWORD.as_bytes(), &hash);
-                    assert!(ok, "the bench password verifies");
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            });
+            std::thread::Builder::new()
+                .name("bench-a1".to_owned())
+                .spawn_scoped(scope, move || {
+                    let mut workspace = Workspace::default();
+                    while start.elapsed() < window {
+                        let ok = workspace.verify(PASSWORD.as_bytes(), &hash);
+                        assert!(ok, "the bench password verifies");
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .context("failed to start an A1 thread")?;
         }
-    });
+        anyhow::Ok(())
+    })?;
     Ok(Throughput::new(
         done.load(Ordering::Relaxed),
         start.elapsed(),
@@ -290,63 +294,16 @@ impl Service {
     }
 
     /// One client per user, logging in back to back until `stop`.
+    ///
+    /// The clients run on a thread and runtime of their own, as clients in other processes
+    /// would: the service's runtime does the service's work only.
     async fn login_load(
         &self,
         users: Vec<String>,
         stop: Arc<AtomicBool>,
     ) -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64, u64)> {
-        let refused = Arc::new(AtomicU64::new(0));
-        let timed_out = Arc::new(AtomicU64::new(0));
-        let mut workers = Vec::new();
-        let mut connections = Vec::with_capacity(LOGIN_CONNECTIONS);
-        for _ in 0..LOGIN_CONNECTIONS {
-            connections.push(self.client().await?);
-        }
-        for (index, email) in users.into_iter().enumerate() {
-            let mut client = connections[index % LOGIN_CONNECTIONS].clone();
-            let (stop, logins, refused, timed_out) = (
-                Arc::clone(&stop),
-                Arc::clone(&self.logins),
-                Arc::clone(&refused),
-                Arc::clone(&timed_out),
-            );
-            workers.push(tokio::spawn(async move {
-                let mut histogram = micros_histogram();
-                while !stop.load(Ordering::Relaxed) {
-                    let started = Instant::now();
-                    let request = LoginRequest {
-                        email: email.clone(),
-                        password: PASSWORD.to_owned(),
-                    };
-                    match client.login(request).await {
-                        Ok(_) => {
-                            logins.fetch_add(1, Ordering::Relaxed);
-                            let micros =
-                                u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                            let _ = histogram.record(micros.max(1));
-                        }
-                        Err(status) if status.code() == tonic::Code::ResourceExhausted => {
-                            refused.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
-                            timed_out.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(status) => return Err(anyhow::anyhow!("login failed: {status}")),
-                    }
-                }
-                Ok(histogram)
-            }));
-        }
-        let mut all = micros_histogram();
-        for worker in workers {
-            let histogram = worker.await.context("a login client panicked")??;
-            all.add(&histogram).context("histogram bounds")?;
-        }
-        Ok((
-            all,
-            refused.load(Ordering::Relaxed),
-            timed_out.load(Ordering::Relaxed),
-        ))
+        let (addr, logins) = (self.addr, Arc::clone(&self.logins));
+        on_own_thread("bench-logins", login_clients(addr, logins, users, stop)).await
     }
 
     /// `GetJwks` at `rate` per second for `window`, open loop: each call is due at its slot,
@@ -361,15 +318,7 @@ impl Service {
         window: Duration,
     ) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
         let addr = self.addr;
-        tokio::task::spawn_blocking(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("failed to build the cheap caller's runtime")?
-                .block_on(cheap_calls(addr, rate, window))
-        })
-        .await
-        .context("the cheap caller panicked")?
+        on_own_thread("bench-cheap", cheap_calls(addr, rate, window)).await
     }
 
     /// Stops the service and deletes the sessions and limits the run wrote to Redis.
@@ -377,6 +326,71 @@ impl Service {
         self.running.stop().await;
         super::delete_redis_keys(&self.redis).await;
     }
+}
+
+/// One client per user on `addr`, logging in back to back until `stop`, counting successes
+/// in `logins`.
+async fn login_clients(
+    addr: SocketAddr,
+    logins: Arc<AtomicU64>,
+    users: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64, u64)> {
+    let refused = Arc::new(AtomicU64::new(0));
+    let timed_out = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    let mut connections = Vec::with_capacity(LOGIN_CONNECTIONS);
+    for _ in 0..LOGIN_CONNECTIONS {
+        let channel = Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?;
+        connections.push(AuthServiceClient::new(channel));
+    }
+    for (index, email) in users.into_iter().enumerate() {
+        let mut client = connections[index % LOGIN_CONNECTIONS].clone();
+        let (stop, logins, refused, timed_out) = (
+            Arc::clone(&stop),
+            Arc::clone(&logins),
+            Arc::clone(&refused),
+            Arc::clone(&timed_out),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut histogram = micros_histogram();
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let request = LoginRequest {
+                    email: email.clone(),
+                    password: PASSWORD.to_owned(),
+                };
+                match client.login(request).await {
+                    Ok(_) => {
+                        logins.fetch_add(1, Ordering::Relaxed);
+                        let micros =
+                            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        let _ = histogram.record(micros.max(1));
+                    }
+                    Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
+                        timed_out.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(status) => return Err(anyhow::anyhow!("login failed: {status}")),
+                }
+            }
+            Ok(histogram)
+        }));
+    }
+    let mut all = micros_histogram();
+    for worker in workers {
+        let histogram = worker.await.context("a login client panicked")??;
+        all.add(&histogram).context("histogram bounds")?;
+    }
+    Ok((
+        all,
+        refused.load(Ordering::Relaxed),
+        timed_out.load(Ordering::Relaxed),
+    ))
 }
 
 async fn cheap_calls(
@@ -413,6 +427,27 @@ async fn cheap_calls(
             .context("histogram bounds")?;
     }
     Ok(histogram)
+}
+
+/// Runs `work` to completion on a new thread called `name`, on a single-threaded runtime of its
+/// own.
+async fn on_own_thread<T: Send + 'static>(
+    name: &str,
+    work: impl Future<Output = anyhow::Result<T>> + Send + 'static,
+) -> anyhow::Result<T> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("failed to build a runtime")
+                .and_then(|runtime| runtime.block_on(work));
+            let _ = done.send(outcome);
+        })
+        .with_context(|| format!("failed to start {name}"))?;
+    result.await.with_context(|| format!("{name} panicked"))?
 }
 
 /// The auth service in this process, on its own loopback port.

@@ -343,7 +343,7 @@ where
             "isolation: {failed} of {calls} calls failed, the first: {failure}"
         ));
     }
-    anyhow::ensure!(failed < calls as u64, "every call failed");
+    anyhow::ensure!(failed < calls, "every call failed");
     Ok(Measured {
         latency: Percentiles::from_micros(&histogram),
         failed,
