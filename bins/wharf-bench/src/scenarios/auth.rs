@@ -81,7 +81,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
     let (rounds, round) = if params.quick {
         (1, Duration::from_secs(1))
     } else {
-        (4, Duration::from_secs(2))
+        (8, Duration::from_secs(1))
     };
     // Logins ramp up (every client's first hash) before a round's measured phase starts.
     let warm = Duration::from_millis(500);
