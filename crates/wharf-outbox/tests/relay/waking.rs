@@ -41,6 +41,20 @@ async fn wait_idle(harness: &Harness, stats: &Arc<RelayStats>) {
     .unwrap();
 }
 
+/// Waits for the relay to count `expected` rows as published: it counts them after their
+/// acks and its delete's commit, a moment after the stream shows them. The stream itself is
+/// checked first: exactly `expected` messages, none twice.
+async fn assert_published(harness: &Harness, stats: &Arc<RelayStats>, expected: u64) {
+    assert_eq!(harness.stream_len().await, expected);
+    wharf_testkit::wait_until(
+        Duration::from_secs(10),
+        "the relay to count what it published",
+        || async { stats.published() == expected },
+    )
+    .await
+    .unwrap();
+}
+
 /// Commits one event through `waker` and waits for it to reach the stream.
 async fn commit_and_see_it_published(harness: &Harness, waker: &Waker, seq: i64) {
     let before = harness.stream_len().await;
@@ -70,7 +84,7 @@ async fn a_relay_in_this_process_publishes_as_soon_as_it_is_woken() {
     for seq in 1..=3 {
         commit_and_see_it_published(&harness, &waker, seq).await;
     }
-    assert_eq!(stats.published(), 3);
+    assert_published(&harness, &stats, 3).await;
     harness.finish().await;
 }
 
@@ -85,7 +99,7 @@ async fn a_relay_in_another_process_is_woken_through_postgres() {
     for seq in 1..=3 {
         commit_and_see_it_published(&harness, &waker, seq).await;
     }
-    assert_eq!(stats.published(), 3);
+    assert_published(&harness, &stats, 3).await;
     harness.finish().await;
 }
 
@@ -102,6 +116,6 @@ async fn a_local_relay_without_the_buckets_also_wakes_the_others() {
     for seq in 1..=3 {
         commit_and_see_it_published(&harness, &waker, seq).await;
     }
-    assert_eq!(stats.published(), 3);
+    assert_published(&harness, &stats, 3).await;
     harness.finish().await;
 }
