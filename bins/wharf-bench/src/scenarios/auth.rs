@@ -30,7 +30,7 @@ use wharf_runtime::config::RedisConfig;
 use wharf_runtime::server::ServerConfig;
 use wharf_tokens::TokensConfig;
 
-use super::progress;
+use super::{connect, progress};
 use crate::cli::Params;
 use crate::env::BenchEnv;
 use crate::pace::Schedule;
@@ -254,10 +254,7 @@ impl Service {
     }
 
     async fn client(&self) -> anyhow::Result<AuthServiceClient<Channel>> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))?
-            .connect()
-            .await?;
-        Ok(AuthServiceClient::new(channel))
+        Ok(AuthServiceClient::new(connect(self.addr).await?))
     }
 
     /// `count` ACTIVE users (registered through the RPC; the saga's reply is stood in for by
@@ -341,10 +338,7 @@ async fn login_clients(
     let mut workers = Vec::new();
     let mut connections = Vec::with_capacity(LOGIN_CONNECTIONS);
     for _ in 0..LOGIN_CONNECTIONS {
-        let channel = Channel::from_shared(format!("http://{addr}"))?
-            .connect()
-            .await?;
-        connections.push(AuthServiceClient::new(channel));
+        connections.push(AuthServiceClient::new(connect(addr).await?));
     }
     for (index, email) in users.into_iter().enumerate() {
         let mut client = connections[index % LOGIN_CONNECTIONS].clone();
@@ -398,10 +392,7 @@ async fn cheap_calls(
     rate: u32,
     window: Duration,
 ) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
-    let channel = Channel::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
-    let client = AuthServiceClient::new(channel);
+    let client = AuthServiceClient::new(connect(addr).await?);
     let schedule = Schedule::from_now(
         Duration::from_secs(1) / rate.max(1),
         u64::from(rate) * window.as_secs().max(1),

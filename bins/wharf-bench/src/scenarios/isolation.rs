@@ -506,9 +506,7 @@ impl Platform {
     }
 
     async fn channel(&self) -> anyhow::Result<Channel> {
-        Ok(Channel::from_shared(format!("http://{}", self.addr))?
-            .connect()
-            .await?)
+        super::connect(self.addr).await
     }
 
     /// `count` funded trading users with social profiles. Untimed.

@@ -325,6 +325,15 @@ pub async fn delete_redis_keys(config: &wharf_runtime::config::RedisConfig) {
 }
 
 /// `message` with `authorization: Bearer <token>`.
+/// A gRPC channel to a service this run started on `addr` (loopback, plain HTTP/2).
+pub async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<tonic::transport::Channel> {
+    use anyhow::Context as _;
+    tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await
+        .with_context(|| format!("failed to connect to {addr}"))
+}
+
 pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Ok(value) = format!("Bearer {token}").parse() {

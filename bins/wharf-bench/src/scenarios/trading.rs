@@ -213,10 +213,7 @@ impl Platform {
     }
 
     async fn client(&self) -> anyhow::Result<TradingServiceClient<Channel>> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))?
-            .connect()
-            .await?;
-        Ok(TradingServiceClient::new(channel))
+        Ok(TradingServiceClient::new(super::connect(self.addr).await?))
     }
 
     fn token(&self, user: &Identity) -> anyhow::Result<String> {

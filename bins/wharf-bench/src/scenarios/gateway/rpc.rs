@@ -302,10 +302,7 @@ impl AuthUpstream {
     /// Registers `count` users, activates them (no social service answers the saga here) and
     /// logs each in: their access tokens, with sessions auth itself wrote.
     async fn log_in(&self, count: usize) -> anyhow::Result<Vec<String>> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))?
-            .connect()
-            .await?;
-        let mut client = AuthServiceClient::new(channel);
+        let mut client = AuthServiceClient::new(crate::scenarios::connect(self.addr).await?);
         let emails: Vec<String> = (0..count)
             .map(|n| format!("gateway{n}@example.com"))
             .collect();
