@@ -6,11 +6,20 @@
 //! from a thread that sleeps on the OS timer and hands each index to the async side as it
 //! falls due; a runtime blocked elsewhere still reads them late, which then counts, as it
 //! should.
+//!
+//! The pacer thread is also a probe of the machine: it does nothing but sleep until the next
+//! due time, so when it wakes late, every thread on the machine could have. [`Stalls`] records
+//! those wake-ups, so a report can tell a slow pipeline from a machine that stopped running it.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use serde::Serialize;
 use tokio::sync::mpsc::UnboundedReceiver;
+
+/// A pacer wake-up this late (past its due time) counts as a stall of the machine.
+pub const STALL: Duration = Duration::from_millis(2);
 
 /// `count` calls, one every `interval` from `start`: call `index` is due at
 /// `start + interval × index`.
@@ -45,20 +54,76 @@ impl Schedule {
     /// The index of each call as it falls due, from a thread of its own; the channel closes
     /// after the last one, or the thread stops early when the receiver is dropped.
     pub fn ticks(self) -> anyhow::Result<UnboundedReceiver<u64>> {
+        Ok(self.observed_ticks()?.0)
+    }
+
+    /// [`Self::ticks`], and the stalls the pacer saw while it ran.
+    pub fn observed_ticks(self) -> anyhow::Result<(UnboundedReceiver<u64>, Arc<Stalls>)> {
         let (due, ticks) = tokio::sync::mpsc::unbounded_channel();
+        let stalls = Arc::new(Stalls::default());
+        let seen = Arc::clone(&stalls);
         std::thread::Builder::new()
             .name("bench-pacer".to_owned())
             .spawn(move || {
                 for index in 0..self.count {
-                    std::thread::sleep(self.due(index).saturating_duration_since(Instant::now()));
+                    let at = self.due(index);
+                    let wait = at.saturating_duration_since(Instant::now());
+                    if !wait.is_zero() {
+                        std::thread::sleep(wait);
+                        seen.woke(Instant::now().saturating_duration_since(at));
+                    }
                     if due.send(index).is_err() {
                         return;
                     }
                 }
             })
             .context("failed to start the pacer thread")?;
-        Ok(ticks)
+        Ok((ticks, stalls))
     }
+}
+
+/// Times the pacer woke [`STALL`] or more after it asked to.
+#[derive(Debug, Default)]
+pub struct Stalls {
+    late: Mutex<Vec<Duration>>,
+}
+
+impl Stalls {
+    fn woke(&self, late: Duration) {
+        if late >= STALL {
+            self.late
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(late);
+        }
+    }
+
+    pub fn summary(&self, over: Duration) -> StallSummary {
+        let late = self
+            .late
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ms = |duration: Duration| duration.as_secs_f64() * 1_000.0;
+        StallSummary {
+            threshold_ms: ms(STALL),
+            count: late.len() as u64,
+            longest_ms: ms(late.iter().max().copied().unwrap_or_default()),
+            total_ms: ms(late.iter().sum()),
+            per_second: late.len() as f64 / over.as_secs_f64().max(f64::MIN_POSITIVE),
+        }
+    }
+}
+
+/// How often, and for how long, the machine stopped running the pacer.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StallSummary {
+    /// A wake-up at least this late counts.
+    pub threshold_ms: f64,
+    pub count: u64,
+    pub longest_ms: f64,
+    /// The late wake-ups' lateness, added up.
+    pub total_ms: f64,
+    pub per_second: f64,
 }
 
 #[cfg(test)]
@@ -79,5 +144,19 @@ mod tests {
         }
         assert_eq!(seen, (0..50).collect::<Vec<_>>());
         assert_eq!(schedule.offset(10), Duration::from_millis(7));
+    }
+
+    #[test]
+    fn only_wake_ups_past_the_threshold_are_stalls() {
+        let stalls = Stalls::default();
+        stalls.woke(Duration::from_micros(300));
+        stalls.woke(STALL - Duration::from_micros(1));
+        stalls.woke(Duration::from_millis(3));
+        stalls.woke(Duration::from_millis(9));
+        let summary = stalls.summary(Duration::from_secs(2));
+        assert_eq!(summary.count, 2);
+        assert!((summary.longest_ms - 9.0).abs() < 1e-9);
+        assert!((summary.total_ms - 12.0).abs() < 1e-9);
+        assert!((summary.per_second - 1.0).abs() < 1e-9);
     }
 }

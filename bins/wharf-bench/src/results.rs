@@ -145,6 +145,9 @@ pub struct LatencyRun {
     /// Relay claims, the empty ones included.
     pub relay_claims: u64,
     pub consumer_transactions: u64,
+    /// Times the machine stopped running the producer's pacer thread (see `pace`): a p99
+    /// near the longest stall was set by the machine.
+    pub stalls: crate::pace::StallSummary,
     /// Cumulative counts every 100 ms from t0 (warm-up included).
     pub stages: Vec<StageSample>,
 }

@@ -195,6 +195,11 @@ pub fn render(report: &Report) -> String {
             figures.p50_ms, figures.p99_ms, figures.max_ms
         ));
     }
+    let stalls = &lat.stalls;
+    out.push_str(&format!(
+        "  machine stalls (the idle pacer thread woke ≥ {:.0} ms late): {} ({:.1}/s), longest {:.2} ms, {:.0} ms in all\n",
+        stalls.threshold_ms, stalls.count, stalls.per_second, stalls.longest_ms, stalls.total_ms
+    ));
     out.push_str(&format!(
         "relay: batch_size {}, workers {}; {} batches, {} duplicates, {} failures\n",
         results.relay.config.batch_size,

@@ -30,6 +30,8 @@ pub struct Paced {
     pub commit: Histogram<u64>,
     /// From t0 to the last commit.
     pub elapsed: Duration,
+    /// Times the pacer itself woke late: the machine, not the pipeline, stopped.
+    pub stalls: pace::StallSummary,
 }
 
 /// The schedule: `total` events at `rate` per second, numbered from `first_seq`.
@@ -66,7 +68,7 @@ pub async fn paced(
     let mut tasks = JoinSet::new();
     let mut last = t0;
     let pace = schedule.pace(t0);
-    let mut due = pace.ticks()?;
+    let (mut due, stalls) = pace.observed_ticks()?;
     while let Some(index) = due.recv().await {
         let offset = pace.offset(index);
         let permit = Arc::clone(&permits)
@@ -105,8 +107,10 @@ pub async fn paced(
         last = last.max(finished.context("a producer panicked")??);
     }
     let commit = commits.lock().expect("commit histogram lock").clone();
+    let elapsed = last.duration_since(t0);
     Ok(Paced {
         commit,
-        elapsed: last.duration_since(t0),
+        elapsed,
+        stalls: stalls.summary(elapsed),
     })
 }
