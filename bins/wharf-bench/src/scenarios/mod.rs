@@ -40,6 +40,9 @@ pub async fn run_all(env: &BenchEnv, params: &Params) -> anyhow::Result<Results>
     let l3 = apply::run(env, params).await?;
     let relay = relay::run(env, params).await?;
     let consumer = consume::run(env, params).await?;
+    // A latency at a fixed rate with an absolute bound: measured in steady state, not while
+    // PostgreSQL still checkpoints and vacuums the drains' 100,000 rows.
+    quiesce(env, params).await;
     let latency = latency::run(env, params).await?;
     quiesce(env, params).await;
     let auth = auth::run(env, params).await?;
@@ -147,6 +150,7 @@ pub async fn run_some(env: &BenchEnv, params: &Params) -> anyhow::Result<()> {
         ));
     }
     if wanted(Scenario::Latency) {
+        quiesce(env, params).await;
         let run = latency::run(env, params).await?;
         let events = run.events + latency::WARMUP;
         progress(&format!(
