@@ -109,6 +109,7 @@ impl Stalls {
             count: late.len() as u64,
             longest_ms: ms(late.iter().max().copied().unwrap_or_default()),
             total_ms: ms(late.iter().sum()),
+            seconds: over.as_secs_f64(),
             per_second: late.len() as f64 / over.as_secs_f64().max(f64::MIN_POSITIVE),
         }
     }
@@ -123,7 +124,25 @@ pub struct StallSummary {
     pub longest_ms: f64,
     /// The late wake-ups' lateness, added up.
     pub total_ms: f64,
+    /// How long the pacer was watched.
+    pub seconds: f64,
     pub per_second: f64,
+}
+
+impl StallSummary {
+    /// Several runs' stalls as one: counts and time added up, the longest of all.
+    pub fn combined(parts: &[Self]) -> Self {
+        let seconds: f64 = parts.iter().map(|part| part.seconds).sum();
+        let count = parts.iter().map(|part| part.count).sum();
+        Self {
+            threshold_ms: STALL.as_secs_f64() * 1_000.0,
+            count,
+            longest_ms: parts.iter().map(|part| part.longest_ms).fold(0.0, f64::max),
+            total_ms: parts.iter().map(|part| part.total_ms).sum(),
+            seconds,
+            per_second: count as f64 / seconds.max(f64::MIN_POSITIVE),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -158,5 +177,12 @@ mod tests {
         assert!((summary.longest_ms - 9.0).abs() < 1e-9);
         assert!((summary.total_ms - 12.0).abs() < 1e-9);
         assert!((summary.per_second - 1.0).abs() < 1e-9);
+
+        let quiet = Stalls::default().summary(Duration::from_secs(2));
+        let both = StallSummary::combined(&[summary, quiet]);
+        assert_eq!(both.count, 2);
+        assert!((both.seconds - 4.0).abs() < 1e-9);
+        assert!((both.per_second - 0.5).abs() < 1e-9);
+        assert!((both.longest_ms - 9.0).abs() < 1e-9);
     }
 }

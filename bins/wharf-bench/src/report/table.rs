@@ -220,6 +220,14 @@ pub fn render(report: &Report) -> String {
         auth.cheap_loaded.p50_ms,
         auth.cheap_loaded.p99_ms
     ));
+    out.push_str(&format!(
+        "  machine stalls seen by GetJwks' pacer (≥ {:.0} ms late): alone {} (longest {:.2} ms), under logins {} (longest {:.2} ms)\n",
+        auth.cheap_stalls_alone.threshold_ms,
+        auth.cheap_stalls_alone.count,
+        auth.cheap_stalls_alone.longest_ms,
+        auth.cheap_stalls_loaded.count,
+        auth.cheap_stalls_loaded.longest_ms,
+    ));
     let isolation = &results.isolation;
     for (call, compared) in [
         ("PlaceOrder", &isolation.place_order),

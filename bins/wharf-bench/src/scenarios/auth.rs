@@ -33,7 +33,7 @@ use wharf_tokens::TokensConfig;
 use super::{connect, progress};
 use crate::cli::Params;
 use crate::env::BenchEnv;
-use crate::pace::Schedule;
+use crate::pace::{Schedule, StallSummary};
 use crate::results::{Percentiles, Throughput, micros_histogram};
 use crate::scenarios::Running;
 
@@ -72,6 +72,10 @@ pub struct AuthRun {
     pub cheap_rate: u32,
     pub cheap_unloaded: Percentiles,
     pub cheap_loaded: Percentiles,
+    /// The cheap caller's pacer waking ≥ 2 ms late, alone and under logins: the wake-up
+    /// latency every normal thread on the machine saw (see `pace`).
+    pub cheap_stalls_alone: StallSummary,
+    pub cheap_stalls_loaded: StallSummary,
     /// Per round: (A1 verifies/s, logins/s alone, cheap p99 alone, cheap p99 under logins).
     pub per_round: Vec<(f64, f64, f64, f64)>,
 }
@@ -101,6 +105,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
     let (mut refused, mut timed_out) = (0, 0);
     let mut login_latency = micros_histogram();
     let (mut cheap_unloaded, mut cheap_loaded) = (micros_histogram(), micros_histogram());
+    let (mut stalls_alone, mut stalls_loaded) = (Vec::new(), Vec::new());
     let mut per_round = Vec::new();
     for _ in 0..rounds {
         let limit = tokio::task::spawn_blocking(move || verify_limit(cores, round))
@@ -109,7 +114,8 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
         verifies += limit.count;
         verify_time += Duration::from_secs_f64(limit.seconds);
 
-        let alone = service.cheap_calls(cheap_rate, round).await?;
+        let (alone, stalled) = service.cheap_calls(cheap_rate, round).await?;
+        stalls_alone.push(stalled);
 
         let stop = Arc::new(AtomicBool::new(false));
         let load = service.login_load(users.clone(), Arc::clone(&stop));
@@ -124,7 +130,8 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
         };
         let ((login, loaded, with_cheap), load) = tokio::join!(measured, load);
         let (latency, round_refused, round_timed_out) = load?;
-        let loaded = loaded?;
+        let (loaded, stalled) = loaded?;
+        stalls_loaded.push(stalled);
         logins += login.count;
         login_time += Duration::from_secs_f64(login.seconds);
         logins_with_cheap += with_cheap.count;
@@ -157,6 +164,8 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
         cheap_rate,
         cheap_unloaded: Percentiles::from_micros(&cheap_unloaded),
         cheap_loaded: Percentiles::from_micros(&cheap_loaded),
+        cheap_stalls_alone: StallSummary::combined(&stalls_alone),
+        cheap_stalls_loaded: StallSummary::combined(&stalls_loaded),
         per_round,
     })
 }
@@ -313,7 +322,7 @@ impl Service {
         &self,
         rate: u32,
         window: Duration,
-    ) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
+    ) -> anyhow::Result<(hdrhistogram::Histogram<u64>, StallSummary)> {
         let addr = self.addr;
         on_own_thread("bench-cheap", cheap_calls(addr, rate, window)).await
     }
@@ -391,13 +400,14 @@ async fn cheap_calls(
     addr: SocketAddr,
     rate: u32,
     window: Duration,
-) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
+) -> anyhow::Result<(hdrhistogram::Histogram<u64>, StallSummary)> {
     let client = AuthServiceClient::new(connect(addr).await?);
     let schedule = Schedule::from_now(
         Duration::from_secs(1) / rate.max(1),
         u64::from(rate) * window.as_secs().max(1),
     );
-    let mut ticks = schedule.ticks()?;
+    let started = Instant::now();
+    let (mut ticks, stalls) = schedule.observed_ticks()?;
     let mut pending = Vec::new();
     while let Some(index) = ticks.recv().await {
         let due = schedule.due(index);
@@ -417,7 +427,7 @@ async fn cheap_calls(
             .record(micros.max(1))
             .context("histogram bounds")?;
     }
-    Ok(histogram)
+    Ok((histogram, stalls.summary(started.elapsed())))
 }
 
 /// Runs `work` to completion on a new thread called `name`, on a single-threaded runtime of its

@@ -110,6 +110,13 @@ pub async fn run_some(env: &BenchEnv, params: &Params) -> anyhow::Result<()> {
             "auth: per round A1/login, GetJwks p99 alone/loaded: {}",
             rounds.join(", ")
         ));
+        progress(&format!(
+            "auth: the GetJwks pacer woke ≥ 2 ms late {} times alone (longest {:.2} ms), {} times under logins (longest {:.2} ms)",
+            run.cheap_stalls_alone.count,
+            run.cheap_stalls_alone.longest_ms,
+            run.cheap_stalls_loaded.count,
+            run.cheap_stalls_loaded.longest_ms,
+        ));
     }
     if wanted(Scenario::Trading) {
         let run = trading::run(env, params).await?;
