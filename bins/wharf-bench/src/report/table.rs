@@ -234,14 +234,18 @@ pub fn render(report: &Report) -> String {
         ("Login", &isolation.login),
     ] {
         out.push_str(&format!(
-            "isolation: {call} @{}/s, social running → stopped: p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms, failed {} → {}\n",
+            "isolation: {call} @{}/s, social running → stopped: p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms, failed {} → {}, machine stalls {} → {} (longest {:.2} → {:.2} ms)\n",
             compared.rate,
             compared.social_running.p50_ms,
             compared.social_stopped.p50_ms,
             compared.social_running.p99_ms,
             compared.social_stopped.p99_ms,
             compared.failed_running,
-            compared.failed_stopped
+            compared.failed_stopped,
+            compared.stalls_running.count,
+            compared.stalls_stopped.count,
+            compared.stalls_running.longest_ms,
+            compared.stalls_stopped.longest_ms,
         ));
     }
     out.push_str(&format!(

@@ -47,7 +47,7 @@ use super::progress;
 use super::{bearer, place_request};
 use crate::cli::Params;
 use crate::env::BenchEnv;
-use crate::pace::Schedule;
+use crate::pace::{Schedule, StallSummary};
 use crate::results::{Percentiles, Throughput, micros_histogram};
 use crate::scenarios::Running;
 
@@ -98,6 +98,8 @@ impl Sizes {
 struct Measured {
     latency: Percentiles,
     failed: u64,
+    /// The machine stopping the phase's pacer (see `pace`).
+    stalls: StallSummary,
 }
 
 /// One operation's latency in the two phases.
@@ -110,6 +112,10 @@ pub struct Compared {
     pub social_stopped: Percentiles,
     pub failed_running: u64,
     pub failed_stopped: u64,
+    /// Times this operation's pacer woke ≥ 2 ms late in each phase: a p99 of a few hundred
+    /// calls moves with them, whatever social does.
+    pub stalls_running: StallSummary,
+    pub stalls_stopped: StallSummary,
     /// `social_stopped.p99_ms / social_running.p99_ms`; target ≤ [`BOUND`], and no more
     /// failures with social stopped than with it running.
     pub p99_ratio: f64,
@@ -123,6 +129,8 @@ impl Compared {
             social_stopped: stopped.latency,
             failed_running: running.failed,
             failed_stopped: stopped.failed,
+            stalls_running: running.stalls,
+            stalls_stopped: stopped.stalls,
             p99_ratio: stopped.latency.p99_ms / running.latency.p99_ms.max(f64::MIN_POSITIVE),
         }
     }
@@ -164,7 +172,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<IsolationRun
     let run = result?;
     for (call, compared) in [("PlaceOrder", &run.place_order), ("Login", &run.login)] {
         progress(&format!(
-            "isolation: {call} @{}/s, social running → stopped: p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms ({:.2}×, bound ≤ {BOUND}×), failed {} → {}",
+            "isolation: {call} @{}/s, social running → stopped: p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms ({:.2}×, bound ≤ {BOUND}×), failed {} → {}, machine stalls {} → {} (longest {:.2} → {:.2} ms)",
             compared.rate,
             compared.social_running.p50_ms,
             compared.social_stopped.p50_ms,
@@ -173,6 +181,10 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<IsolationRun
             compared.p99_ratio,
             compared.failed_running,
             compared.failed_stopped,
+            compared.stalls_running.count,
+            compared.stalls_stopped.count,
+            compared.stalls_running.longest_ms,
+            compared.stalls_stopped.longest_ms,
         ));
     }
     progress(&format!(
@@ -312,7 +324,8 @@ where
 {
     let calls = (f64::from(rate) * window.as_secs_f64()).round().max(1.0) as u64;
     let schedule = Schedule::from_now(Duration::from_secs(1) / rate.max(1), calls);
-    let mut ticks = schedule.ticks()?;
+    let started = Instant::now();
+    let (mut ticks, stalls) = schedule.observed_ticks()?;
     let mut pending = Vec::with_capacity(usize::try_from(calls).unwrap_or(0));
     while let Some(index) = ticks.recv().await {
         let due = schedule.due(index);
@@ -347,6 +360,7 @@ where
     Ok(Measured {
         latency: Percentiles::from_micros(&histogram),
         failed,
+        stalls: stalls.summary(started.elapsed()),
     })
 }
 
