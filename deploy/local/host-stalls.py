@@ -10,7 +10,7 @@ fit for millisecond latency targets shows no stalls in any phase.
 Some virtual machines stop every vCPU for several milliseconds once per 100 ms period under
 the third load only: `wharf-bench` then reports a commit-to-consumer p99 about as long as the
 longest stall, whatever Wharf does. The bench's own probe (its pacer thread) shows the same
-stalls in the latency line ("the pacer woke ≥ 2 ms late N times").
+stalls in the latency line ("machine stalls N (…/s, ≥ 2 ms late), longest … ms").
 
 Usage: deploy/local/host-stalls.py [--seconds 3] [--fsyncs 2000] [--dir DIR]
 """
@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 import time
-from multiprocessing import Process
+from multiprocessing import Barrier, Process
 
 PROBE_SLEEP = 0.0005
 STALL = 0.002
@@ -41,10 +41,11 @@ def probe(seconds):
             return stalls
 
 
-def fsync_writer(path, rate, seconds):
+def fsync_writer(ready, path, rate, seconds):
     """One 8 kB write and fdatasync() every 1/rate s, like a commit log."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     block = b"w" * 8192
+    ready.wait()
     start = time.perf_counter()
     done = 0
     while time.perf_counter() - start < seconds:
@@ -58,7 +59,7 @@ def fsync_writer(path, rate, seconds):
     os.close(fd)
 
 
-def ping_pong(seconds):
+def ping_pong(ready, seconds):
     """Two processes waking each other through pipes, with a short pause per round trip."""
     to_child, from_parent = os.pipe()
     to_parent, from_child = os.pipe()
@@ -67,6 +68,7 @@ def ping_pong(seconds):
         while os.read(to_child, 1) == b"x":
             os.write(from_child, b"x")
         os._exit(0)
+    ready.wait()
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         os.write(from_parent, b"x")
@@ -77,10 +79,12 @@ def ping_pong(seconds):
 
 
 def phase(name, seconds, workers):
-    processes = [Process(target=target, args=args) for target, args in workers]
+    # The probe starts once every load generator has set itself up and is about to run.
+    ready = Barrier(len(workers) + 1)
+    processes = [Process(target=target, args=(ready, *args)) for target, args in workers]
     for process in processes:
         process.start()
-    time.sleep(0.2)
+    ready.wait()
     stalls = probe(seconds)
     for process in processes:
         process.join()

@@ -85,32 +85,42 @@ impl Schedule {
 /// Times the pacer woke [`STALL`] or more after it asked to.
 #[derive(Debug, Default)]
 pub struct Stalls {
-    late: Mutex<Vec<Duration>>,
+    seen: Mutex<Seen>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    count: u64,
+    longest: Duration,
+    total: Duration,
 }
 
 impl Stalls {
     fn woke(&self, late: Duration) {
         if late >= STALL {
-            self.late
+            let mut seen = self
+                .seen
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(late);
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            seen.count += 1;
+            seen.longest = seen.longest.max(late);
+            seen.total += late;
         }
     }
 
     pub fn summary(&self, over: Duration) -> StallSummary {
-        let late = self
-            .late
+        let seen = self
+            .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let ms = |duration: Duration| duration.as_secs_f64() * 1_000.0;
         StallSummary {
             threshold_ms: ms(STALL),
-            count: late.len() as u64,
-            longest_ms: ms(late.iter().max().copied().unwrap_or_default()),
-            total_ms: ms(late.iter().sum()),
+            count: seen.count,
+            longest_ms: ms(seen.longest),
+            total_ms: ms(seen.total),
             seconds: over.as_secs_f64(),
-            per_second: late.len() as f64 / over.as_secs_f64().max(f64::MIN_POSITIVE),
+            per_second: seen.count as f64 / over.as_secs_f64().max(f64::MIN_POSITIVE),
         }
     }
 }
@@ -142,6 +152,17 @@ impl StallSummary {
             seconds,
             per_second: count as f64 / seconds.max(f64::MIN_POSITIVE),
         }
+    }
+}
+
+/// `12 (1.2/s, ≥ 2 ms late), longest 9.50 ms`: the form every report line uses.
+impl std::fmt::Display for StallSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({:.1}/s, ≥ {:.0} ms late), longest {:.2} ms",
+            self.count, self.per_second, self.threshold_ms, self.longest_ms
+        )
     }
 }
 
@@ -184,5 +205,6 @@ mod tests {
         assert!((both.seconds - 4.0).abs() < 1e-9);
         assert!((both.per_second - 0.5).abs() < 1e-9);
         assert!((both.longest_ms - 9.0).abs() < 1e-9);
+        assert_eq!(both.to_string(), "2 (0.5/s, ≥ 2 ms late), longest 9.00 ms");
     }
 }

@@ -172,7 +172,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<IsolationRun
     let run = result?;
     for (call, compared) in [("PlaceOrder", &run.place_order), ("Login", &run.login)] {
         progress(&format!(
-            "isolation: {call} @{}/s, social running → stopped: p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms ({:.2}×, bound ≤ {BOUND}×), failed {} → {}, machine stalls {} → {} (longest {:.2} → {:.2} ms)",
+            "isolation: {call} @{}/s, social running → stopped: p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms ({:.2}×, bound ≤ {BOUND}×), failed {} → {}; machine stalls running {}, stopped {}",
             compared.rate,
             compared.social_running.p50_ms,
             compared.social_stopped.p50_ms,
@@ -181,10 +181,8 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<IsolationRun
             compared.p99_ratio,
             compared.failed_running,
             compared.failed_stopped,
-            compared.stalls_running.count,
-            compared.stalls_stopped.count,
-            compared.stalls_running.longest_ms,
-            compared.stalls_stopped.longest_ms,
+            compared.stalls_running,
+            compared.stalls_stopped,
         ));
     }
     progress(&format!(

@@ -111,11 +111,8 @@ pub async fn run_some(env: &BenchEnv, params: &Params) -> anyhow::Result<()> {
             rounds.join(", ")
         ));
         progress(&format!(
-            "auth: the GetJwks pacer woke ≥ 2 ms late {} times alone (longest {:.2} ms), {} times under logins (longest {:.2} ms)",
-            run.cheap_stalls_alone.count,
-            run.cheap_stalls_alone.longest_ms,
-            run.cheap_stalls_loaded.count,
-            run.cheap_stalls_loaded.longest_ms,
+            "auth: machine stalls seen by the GetJwks pacer: alone {}, under logins {}",
+            run.cheap_stalls_alone, run.cheap_stalls_loaded,
         ));
     }
     if wanted(Scenario::Trading) {
@@ -335,7 +332,6 @@ pub async fn delete_redis_keys(config: &wharf_runtime::config::RedisConfig) {
     }
 }
 
-/// `message` with `authorization: Bearer <token>`.
 /// A gRPC channel to a service this run started on `addr` (loopback, plain HTTP/2).
 pub async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<tonic::transport::Channel> {
     use anyhow::Context as _;
@@ -345,6 +341,7 @@ pub async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<tonic::transp
         .with_context(|| format!("failed to connect to {addr}"))
 }
 
+/// `message` with `authorization: Bearer <token>`.
 pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Ok(value) = format!("Bearer {token}").parse() {
