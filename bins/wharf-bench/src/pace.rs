@@ -10,6 +10,8 @@
 //! The pacer thread is also a probe of the machine: it does nothing but sleep until the next
 //! due time, so when it wakes late, every thread on the machine could have. [`Stalls`] records
 //! those wake-ups, so a report can tell a slow pipeline from a machine that stopped running it.
+//! Alongside, it reads the CPU time the hypervisor took from this VM meanwhile (steal, from
+//! `/proc/stat`): a busy host shows there even when no single wake-up is late.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,7 +62,7 @@ impl Schedule {
     /// [`Self::ticks`], and the stalls the pacer saw while it ran.
     pub fn observed_ticks(self) -> anyhow::Result<(UnboundedReceiver<u64>, Arc<Stalls>)> {
         let (due, ticks) = tokio::sync::mpsc::unbounded_channel();
-        let stalls = Arc::new(Stalls::default());
+        let stalls = Arc::new(Stalls::starting_now());
         let seen = Arc::clone(&stalls);
         std::thread::Builder::new()
             .name("bench-pacer".to_owned())
@@ -82,10 +84,12 @@ impl Schedule {
     }
 }
 
-/// Times the pacer woke [`STALL`] or more after it asked to.
+/// Times the pacer woke [`STALL`] or more after it asked to, and the machine's CPU time from
+/// when it started.
 #[derive(Debug, Default)]
 pub struct Stalls {
     seen: Mutex<Seen>,
+    cpu_at_start: Option<CpuTime>,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +100,13 @@ struct Seen {
 }
 
 impl Stalls {
+    fn starting_now() -> Self {
+        Self {
+            seen: Mutex::default(),
+            cpu_at_start: CpuTime::now(),
+        }
+    }
+
     fn woke(&self, late: Duration) {
         if late >= STALL {
             let mut seen = self
@@ -114,6 +125,10 @@ impl Stalls {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let ms = |duration: Duration| duration.as_secs_f64() * 1_000.0;
+        let cpu = self
+            .cpu_at_start
+            .zip(CpuTime::now())
+            .map(|(start, end)| end.since(start));
         StallSummary {
             threshold_ms: ms(STALL),
             count: seen.count,
@@ -121,7 +136,65 @@ impl Stalls {
             total_ms: ms(seen.total),
             seconds: over.as_secs_f64(),
             per_second: seen.count as f64 / over.as_secs_f64().max(f64::MIN_POSITIVE),
+            cpu_busy_percent: cpu.and_then(CpuTime::busy_percent),
+            host_steal_percent: cpu.and_then(CpuTime::steal_percent),
+            cpu,
         }
+    }
+}
+
+/// The whole machine's CPU time from the `cpu` line of `/proc/stat`, in clock ticks: all of
+/// it, the part spent running something (user, system, interrupts), and the part the
+/// hypervisor ran something else while this VM wanted the CPU (steal).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    pub all: u64,
+    pub busy: u64,
+    pub stolen: u64,
+}
+
+impl CpuTime {
+    /// Now; `None` where `/proc/stat` cannot be read (not Linux).
+    fn now() -> Option<Self> {
+        Self::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// `cpu  user nice system idle iowait irq softirq steal guest guest_nice`; guest time is
+    /// already inside user time, so it is not added again.
+    fn parse(stat: &str) -> Option<Self> {
+        let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+        let fields: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        (fields.len() == 8).then(|| {
+            let all = fields.iter().sum::<u64>();
+            let (idle, iowait, stolen) = (fields[3], fields[4], fields[7]);
+            Self {
+                all,
+                busy: all - idle - iowait - stolen,
+                stolen,
+            }
+        })
+    }
+
+    fn since(self, start: Self) -> Self {
+        Self {
+            all: self.all.saturating_sub(start.all),
+            busy: self.busy.saturating_sub(start.busy),
+            stolen: self.stolen.saturating_sub(start.stolen),
+        }
+    }
+
+    fn steal_percent(self) -> Option<f64> {
+        (self.all > 0).then(|| self.stolen as f64 * 100.0 / self.all as f64)
+    }
+
+    fn busy_percent(self) -> Option<f64> {
+        (self.all > 0).then(|| self.busy as f64 * 100.0 / self.all as f64)
     }
 }
 
@@ -137,6 +210,13 @@ pub struct StallSummary {
     /// How long the pacer was watched.
     pub seconds: f64,
     pub per_second: f64,
+    /// Of all the machine's CPU time meanwhile, the share spent running something (a machine
+    /// near 100 % queues every request), and the share the hypervisor gave to someone else
+    /// (steal); `None` where they cannot be read.
+    pub cpu_busy_percent: Option<f64>,
+    pub host_steal_percent: Option<f64>,
+    #[serde(skip)]
+    pub cpu: Option<CpuTime>,
 }
 
 impl StallSummary {
@@ -144,6 +224,17 @@ impl StallSummary {
     pub fn combined(parts: &[Self]) -> Self {
         let seconds: f64 = parts.iter().map(|part| part.seconds).sum();
         let count = parts.iter().map(|part| part.count).sum();
+        let cpu = parts
+            .iter()
+            .map(|part| part.cpu)
+            .collect::<Option<Vec<_>>>()
+            .map(|all| {
+                all.iter().fold(CpuTime::default(), |sum, part| CpuTime {
+                    all: sum.all + part.all,
+                    busy: sum.busy + part.busy,
+                    stolen: sum.stolen + part.stolen,
+                })
+            });
         Self {
             threshold_ms: STALL.as_secs_f64() * 1_000.0,
             count,
@@ -151,18 +242,28 @@ impl StallSummary {
             total_ms: parts.iter().map(|part| part.total_ms).sum(),
             seconds,
             per_second: count as f64 / seconds.max(f64::MIN_POSITIVE),
+            cpu_busy_percent: cpu.and_then(CpuTime::busy_percent),
+            host_steal_percent: cpu.and_then(CpuTime::steal_percent),
+            cpu,
         }
     }
 }
 
-/// `12 (1.2/s, ≥ 2 ms late), longest 9.50 ms`: the form every report line uses.
+/// `12 (1.2/s, ≥ 2 ms late), longest 9.50 ms; CPU busy 71 %, host steal 3.1 %`: the form
+/// every report line uses.
 impl std::fmt::Display for StallSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "{} ({:.1}/s, ≥ {:.0} ms late), longest {:.2} ms",
             self.count, self.per_second, self.threshold_ms, self.longest_ms
-        )
+        )?;
+        match (self.cpu_busy_percent, self.host_steal_percent) {
+            (Some(busy), Some(steal)) => {
+                write!(f, "; CPU busy {busy:.0} %, host steal {steal:.1} %")
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -206,5 +307,72 @@ mod tests {
         assert!((both.per_second - 0.5).abs() < 1e-9);
         assert!((both.longest_ms - 9.0).abs() < 1e-9);
         assert_eq!(both.to_string(), "2 (0.5/s, ≥ 2 ms late), longest 9.00 ms");
+    }
+
+    #[test]
+    fn steal_is_the_stolen_share_of_all_cpu_time_and_adds_up_across_phases() {
+        let stat = "cpu  100 5 50 800 10 0 5 30 7 0\ncpu0 50 2 25 400 5 0 2 15 3 0\n";
+        let start = CpuTime::parse(stat).expect("a cpu line parses");
+        assert_eq!(
+            start,
+            CpuTime {
+                all: 1_000,
+                busy: 160,
+                stolen: 30
+            }
+        );
+        let end = CpuTime::parse("cpu  300 5 150 1200 10 0 5 130 9 0\n").expect("parses");
+        let phase = end.since(start);
+        assert_eq!(
+            phase,
+            CpuTime {
+                all: 800,
+                busy: 300,
+                stolen: 100
+            }
+        );
+        assert!((phase.steal_percent().expect("time passed") - 12.5).abs() < 1e-9);
+        assert!((phase.busy_percent().expect("time passed") - 37.5).abs() < 1e-9);
+        assert_eq!(CpuTime::default().steal_percent(), None);
+        assert_eq!(CpuTime::parse("intr 1 2 3\n"), None);
+        assert_eq!(CpuTime::parse("cpu  1 2 x 4 5 6 7 8\n"), None);
+
+        let summary = |cpu| StallSummary {
+            seconds: 1.0,
+            cpu,
+            cpu_busy_percent: cpu.and_then(CpuTime::busy_percent),
+            host_steal_percent: cpu.and_then(CpuTime::steal_percent),
+            ..StallSummary::default()
+        };
+        let busy = summary(Some(CpuTime {
+            all: 200,
+            busy: 150,
+            stolen: 50,
+        }));
+        let quiet = summary(Some(CpuTime {
+            all: 200,
+            busy: 10,
+            stolen: 0,
+        }));
+        let both = StallSummary::combined(&[busy, quiet]);
+        assert!((both.host_steal_percent.expect("both known") - 12.5).abs() < 1e-9);
+        assert!((both.cpu_busy_percent.expect("both known") - 40.0).abs() < 1e-9);
+        assert!(
+            both.to_string()
+                .ends_with("; CPU busy 40 %, host steal 12.5 %")
+        );
+        // One phase without the figure: the whole is unknown, not a share of part of it.
+        assert_eq!(
+            StallSummary::combined(&[busy, summary(None)]).host_steal_percent,
+            None
+        );
+    }
+
+    #[test]
+    fn this_machine_reports_its_cpu_time() {
+        if cfg!(target_os = "linux") {
+            let cpu = CpuTime::now().expect("/proc/stat has a cpu line");
+            assert!(cpu.all > 0 && cpu.busy + cpu.stolen <= cpu.all);
+        }
     }
 }

@@ -196,8 +196,8 @@ pub fn render(report: &Report) -> String {
         ));
     }
     out.push_str(&format!(
-        "  machine stalls (the idle pacer thread woke late): {}, {:.0} ms in all\n",
-        lat.stalls, lat.stalls.total_ms
+        "  machine stalls (the idle pacer thread woke late, {:.0} ms in all): {}\n",
+        lat.stalls.total_ms, lat.stalls
     ));
     out.push_str(&format!(
         "relay: batch_size {}, workers {}; {} batches, {} duplicates, {} failures\n",
