@@ -54,13 +54,9 @@ impl Schedule {
     }
 
     /// The index of each call as it falls due, from a thread of its own; the channel closes
-    /// after the last one, or the thread stops early when the receiver is dropped.
-    pub fn ticks(self) -> anyhow::Result<UnboundedReceiver<u64>> {
-        Ok(self.observed_ticks()?.0)
-    }
-
-    /// [`Self::ticks`], and the stalls the pacer saw while it ran.
-    pub fn observed_ticks(self) -> anyhow::Result<(UnboundedReceiver<u64>, Arc<Stalls>)> {
+    /// after the last one, or the thread stops early when the receiver is dropped. With it,
+    /// the stalls the pacer sees while it runs.
+    pub fn ticks(self) -> anyhow::Result<(UnboundedReceiver<u64>, Arc<Stalls>)> {
         let (due, ticks) = tokio::sync::mpsc::unbounded_channel();
         let stalls = Arc::new(Stalls::starting_now());
         let seen = Arc::clone(&stalls);
@@ -274,7 +270,7 @@ mod tests {
     #[tokio::test]
     async fn every_call_arrives_in_order_and_never_before_it_is_due() {
         let schedule = Schedule::from_now(Duration::from_micros(700), 50);
-        let mut ticks = schedule.ticks().expect("the pacer starts");
+        let (mut ticks, _) = schedule.ticks().expect("the pacer starts");
         let mut seen = Vec::new();
         while let Some(index) = ticks.recv().await {
             assert!(

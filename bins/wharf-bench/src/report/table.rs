@@ -220,8 +220,18 @@ pub fn render(report: &Report) -> String {
         auth.cheap_loaded.p99_ms
     ));
     out.push_str(&format!(
-        "  machine stalls seen by GetJwks' pacer: alone {}, under logins {}\n",
+        "  machine stalls seen by GetJwks' pacer: alone [{}], under logins [{}]\n",
         auth.cheap_stalls_alone, auth.cheap_stalls_loaded,
+    ));
+    let trading = &results.trading;
+    out.push_str(&format!(
+        "trading: order commit → ledger @{:.0}/s over {} orders: p50 {:.2} p99 {:.2} max {:.2} ms; machine stalls {}\n",
+        trading.ledger_rate,
+        trading.ledger_orders,
+        trading.commit_to_ledger.p50_ms,
+        trading.commit_to_ledger.p99_ms,
+        trading.commit_to_ledger.max_ms,
+        trading.ledger_stalls,
     ));
     let isolation = &results.isolation;
     for (call, compared) in [
@@ -229,7 +239,7 @@ pub fn render(report: &Report) -> String {
         ("Login", &isolation.login),
     ] {
         out.push_str(&format!(
-            "isolation: {call} @{}/s, social running → stopped: p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms, failed {} → {}; machine stalls running {}, stopped {}\n",
+            "isolation: {call} @{}/s, social running → stopped: p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms, failed {} → {}; machine stalls running [{}], stopped [{}]\n",
             compared.rate,
             compared.social_running.p50_ms,
             compared.social_stopped.p50_ms,
@@ -250,7 +260,7 @@ pub fn render(report: &Report) -> String {
     ));
     let notify = &results.gateway.notifications;
     out.push_str(&format!(
-        "gateway: notifications to {} subscribers on 2 instances ({} connections), {} of {} delivered; p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} ms\n",
+        "gateway: notifications to {} subscribers on 2 instances ({} connections), {} of {} delivered; p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} ms; machine stalls {}\n",
         notify.subscribers,
         notify.connections,
         notify.delivered,
@@ -258,7 +268,8 @@ pub fn render(report: &Report) -> String {
         notify.latency.p50_ms,
         notify.latency.p90_ms,
         notify.latency.p99_ms,
-        notify.latency.max_ms
+        notify.latency.max_ms,
+        notify.stalls,
     ));
     out.push_str(&format!(
         "overall: {}\n",

@@ -407,7 +407,7 @@ async fn cheap_calls(
         u64::from(rate) * window.as_secs().max(1),
     );
     let started = Instant::now();
-    let (mut ticks, stalls) = schedule.observed_ticks()?;
+    let (mut ticks, stalls) = schedule.ticks()?;
     let mut pending = Vec::new();
     while let Some(index) = ticks.recv().await {
         let due = schedule.due(index);

@@ -172,7 +172,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<IsolationRun
     let run = result?;
     for (call, compared) in [("PlaceOrder", &run.place_order), ("Login", &run.login)] {
         progress(&format!(
-            "isolation: {call} @{}/s, social running → stopped: p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms ({:.2}×, bound ≤ {BOUND}×), failed {} → {}; machine stalls running {}, stopped {}",
+            "isolation: {call} @{}/s, social running → stopped: p50 {:.2} → {:.2} ms, p99 {:.2} → {:.2} ms ({:.2}×, bound ≤ {BOUND}×), failed {} → {}; machine stalls running [{}], stopped [{}]",
             compared.rate,
             compared.social_running.p50_ms,
             compared.social_stopped.p50_ms,
@@ -323,7 +323,7 @@ where
     let calls = (f64::from(rate) * window.as_secs_f64()).round().max(1.0) as u64;
     let schedule = Schedule::from_now(Duration::from_secs(1) / rate.max(1), calls);
     let started = Instant::now();
-    let (mut ticks, stalls) = schedule.observed_ticks()?;
+    let (mut ticks, stalls) = schedule.ticks()?;
     let mut pending = Vec::with_capacity(usize::try_from(calls).unwrap_or(0));
     while let Some(index) = ticks.recv().await {
         let due = schedule.due(index);

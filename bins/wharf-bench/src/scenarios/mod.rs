@@ -111,7 +111,7 @@ pub async fn run_some(env: &BenchEnv, params: &Params) -> anyhow::Result<()> {
             rounds.join(", ")
         ));
         progress(&format!(
-            "auth: machine stalls seen by the GetJwks pacer: alone {}, under logins {}",
+            "auth: machine stalls seen by the GetJwks pacer: alone [{}], under logins [{}]",
             run.cheap_stalls_alone, run.cheap_stalls_loaded,
         ));
     }

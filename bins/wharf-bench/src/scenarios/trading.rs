@@ -31,7 +31,7 @@ use super::progress;
 use super::{bearer, place_request};
 use crate::cli::Params;
 use crate::env::BenchEnv;
-use crate::pace::Schedule;
+use crate::pace::{Schedule, StallSummary};
 use crate::results::{Percentiles, Throughput, micros_histogram};
 use crate::scenarios::Running;
 
@@ -47,6 +47,8 @@ pub struct TradingRun {
     pub ledger_orders: u64,
     /// Order commit → ledger entry.
     pub commit_to_ledger: Percentiles,
+    /// The latency run's pacer waking late (see `pace`).
+    pub ledger_stalls: StallSummary,
 }
 
 pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<TradingRun> {
@@ -131,8 +133,12 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<TradingRun> 
     progress(&format!(
         "order commit → ledger entry at {ledger_rate:.0} orders/s (half the PlaceOrder rate)"
     ));
-    let (commit_to_ledger, ledger_orders) =
+    let (commit_to_ledger, ledger_orders, ledger_stalls) =
         platform.ledger_latency(&users, ledger_rate, window).await?;
+    progress(&format!(
+        "order commit → ledger entry: p50 {:.2} p99 {:.2} max {:.2} ms over {ledger_orders} orders; machine stalls {ledger_stalls}",
+        commit_to_ledger.p50_ms, commit_to_ledger.p99_ms, commit_to_ledger.max_ms
+    ));
     platform.stop().await;
     Ok(TradingRun {
         concurrency,
@@ -141,6 +147,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<TradingRun> 
         ledger_rate,
         ledger_orders,
         commit_to_ledger,
+        ledger_stalls,
     })
 }
 
@@ -256,13 +263,14 @@ impl Platform {
         }
     }
 
-    /// Orders at `rate` for `window`, open loop; each order's commit → its ledger entry.
+    /// Orders at `rate` for `window`, open loop; each order's commit → its ledger entry, and
+    /// the machine stalls the pacer saw.
     async fn ledger_latency(
         &self,
         users: &[Identity],
         rate: f64,
         window: Duration,
-    ) -> anyhow::Result<(Percentiles, u64)> {
+    ) -> anyhow::Result<(Percentiles, u64, StallSummary)> {
         let client = self.client().await?;
         let tokens: Vec<String> = users
             .iter()
@@ -273,7 +281,8 @@ impl Platform {
             Duration::from_secs_f64(1.0 / rate),
             (rate * window.as_secs_f64()).ceil() as u64,
         );
-        let mut ticks = schedule.ticks()?;
+        let started = Instant::now();
+        let (mut ticks, stalls) = schedule.ticks()?;
         let mut pending = Vec::new();
         while let Some(index) = ticks.recv().await {
             let mut client = client.clone();
@@ -295,6 +304,7 @@ impl Platform {
         for order in pending {
             committed.push(order.await.context("an order task panicked")??);
         }
+        let stalls = stalls.summary(started.elapsed());
         self.wait_for_ledger(Duration::from_secs(300)).await?;
         let mut histogram = micros_histogram();
         for (order_id, at) in &committed {
@@ -314,7 +324,11 @@ impl Platform {
                 .record(micros.max(1))
                 .context("histogram bounds")?;
         }
-        Ok((Percentiles::from_micros(&histogram), committed.len() as u64))
+        Ok((
+            Percentiles::from_micros(&histogram),
+            committed.len() as u64,
+            stalls,
+        ))
     }
 
     async fn stop(self) {

@@ -32,7 +32,7 @@ use wharf_tokens::session::{session_key, store_prefix};
 
 use super::{Instance, progress};
 use crate::cli::Params;
-use crate::pace::Schedule;
+use crate::pace::{Schedule, StallSummary};
 use crate::results::{Percentiles, Throughput, micros_histogram};
 use crate::scenarios::{deadline_for, wait_for_count};
 
@@ -93,6 +93,8 @@ pub struct FanOutRun {
     pub delivered: u64,
     /// Intended send time → arrival at the subscriber.
     pub latency: Percentiles,
+    /// The publisher's pacer waking late (see `pace`), over warm-up and measurement.
+    pub stalls: StallSummary,
     /// Subscribers the hubs closed as too slow, and streams that ended in an error.
     pub slow_closed: u64,
     pub stream_errors: u64,
@@ -239,7 +241,7 @@ async fn measure(
         sizes.measured.as_secs_f64()
     ));
     let publishing = Instant::now();
-    publish(env, deps, &users, interval, warm_up, published).await?;
+    let stalls = publish(env, deps, &users, interval, warm_up, published).await?;
     let arrived =
         || counters.warm_up.load(Ordering::Relaxed) + counters.measured.load(Ordering::Relaxed);
     let waited = wait_for_count(
@@ -273,7 +275,7 @@ async fn measure(
     );
     let latency = Percentiles::from_micros(&latency);
     progress(&format!(
-        "gateway: {delivered} notifications to {subscribers} subscribers, intended send → received p50 {:.2} p99 {:.2} max {:.2} ms",
+        "gateway: {delivered} notifications to {subscribers} subscribers, intended send → received p50 {:.2} p99 {:.2} max {:.2} ms; machine stalls {stalls}",
         latency.p50_ms, latency.p99_ms, latency.max_ms
     ));
     Ok(FanOutRun {
@@ -289,6 +291,7 @@ async fn measure(
         published,
         delivered,
         latency,
+        stalls,
         slow_closed,
         stream_errors,
     })
@@ -319,7 +322,8 @@ async fn seed_sessions(deps: &Deps, users: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Publishes `warm_up + count` notifications, one every `interval`, to random users.
+/// Publishes `warm_up + count` notifications, one every `interval`, to random users; the
+/// machine stalls the pacer saw meanwhile.
 async fn publish(
     env: &crate::env::BenchEnv,
     deps: &Deps,
@@ -327,11 +331,12 @@ async fn publish(
     interval: Duration,
     warm_up: u64,
     count: u64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<StallSummary> {
     let mut random = XorShift(0x9E37_79B9_7F4A_7C15);
     let schedule = Schedule::from_now(interval, warm_up + count);
     let wall_start = SystemTime::now() + schedule.start.saturating_duration_since(Instant::now());
-    let mut ticks = schedule.ticks()?;
+    let started = Instant::now();
+    let (mut ticks, stalls) = schedule.ticks()?;
     while let Some(n) = ticks.recv().await {
         let offset = schedule.offset(n);
         let user = &users[usize::try_from(random.next() % users.len() as u64).unwrap_or(0)];
@@ -355,7 +360,7 @@ async fn publish(
         .flush()
         .await
         .context("failed to flush the notifications")?;
-    Ok(())
+    Ok(stalls.summary(started.elapsed()))
 }
 
 #[derive(Debug, Default)]

@@ -68,7 +68,7 @@ pub async fn paced(
     let mut tasks = JoinSet::new();
     let mut last = t0;
     let pace = schedule.pace(t0);
-    let (mut due, stalls) = pace.observed_ticks()?;
+    let (mut due, stalls) = pace.ticks()?;
     while let Some(index) = due.recv().await {
         let offset = pace.offset(index);
         let permit = Arc::clone(&permits)
