@@ -5,7 +5,9 @@ A probe thread sleeps 0.5 ms at a time and counts the wake-ups that come 2 ms or
 It runs three times for a few seconds each: on a quiet machine, beside processes that only
 fdatasync() a file, and beside the same writers plus pairs of processes that wake each other
 up through pipes (the shape of a database commit, a broker round trip and an RPC). A machine
-fit for millisecond latency targets shows no stalls in any phase.
+fit for millisecond latency targets shows no stalls in any phase. Each phase also prints the
+share of the machine's CPU time the hypervisor gave to someone else meanwhile (steal, from
+/proc/stat): a host that is busy with other guests shows there first.
 
 Some virtual machines stop every vCPU for several milliseconds once per 100 ms period under
 the third load only: `wharf-bench` then reports a commit-to-consumer p99 about as long as the
@@ -24,6 +26,24 @@ from multiprocessing import Barrier, Process
 
 PROBE_SLEEP = 0.0005
 STALL = 0.002
+
+
+def cpu_time():
+    """(all, stolen) clock ticks of the whole machine from /proc/stat, or None off Linux."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = next(line for line in stat if line.startswith("cpu ")).split()[1:9]
+        ticks = [int(field) for field in fields]
+    except (OSError, StopIteration, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal; guest time is inside user already.
+    return sum(ticks), ticks[7]
+
+
+def steal_percent(before, after):
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return (after[1] - before[1]) * 100 / (after[0] - before[0])
 
 
 def probe(seconds):
@@ -85,13 +105,16 @@ def phase(name, seconds, workers):
     for process in processes:
         process.start()
     ready.wait()
+    before = cpu_time()
     stalls = probe(seconds)
+    steal = steal_percent(before, cpu_time())
     for process in processes:
         process.join()
     longest = max((late for _, late in stalls), default=0.0)
     print(
         f"{name:<36} {len(stalls):>5} stalls ({len(stalls) / seconds:5.1f}/s), "
         f"longest {longest:6.2f} ms"
+        + ("" if steal is None else f", host steal {steal:4.1f} %")
     )
     return stalls
 
