@@ -80,11 +80,12 @@ impl Schedule {
     }
 }
 
-/// Times the pacer woke [`STALL`] or more after it asked to, and the machine's CPU time from
+/// Times the pacer woke [`STALL`] or more after it asked to, and the machine's CPU time, from
 /// when it started.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stalls {
     seen: Mutex<Seen>,
+    started: Instant,
     cpu_at_start: Option<CpuTime>,
 }
 
@@ -99,6 +100,7 @@ impl Stalls {
     fn starting_now() -> Self {
         Self {
             seen: Mutex::default(),
+            started: Instant::now(),
             cpu_at_start: CpuTime::now(),
         }
     }
@@ -115,7 +117,8 @@ impl Stalls {
         }
     }
 
-    pub fn summary(&self, over: Duration) -> StallSummary {
+    /// What the pacer saw from its start until now.
+    pub fn summary(&self) -> StallSummary {
         let seen = self
             .seen
             .lock()
@@ -125,17 +128,13 @@ impl Stalls {
             .cpu_at_start
             .zip(CpuTime::now())
             .map(|(start, end)| end.since(start));
-        StallSummary {
-            threshold_ms: ms(STALL),
-            count: seen.count,
-            longest_ms: ms(seen.longest),
-            total_ms: ms(seen.total),
-            seconds: over.as_secs_f64(),
-            per_second: seen.count as f64 / over.as_secs_f64().max(f64::MIN_POSITIVE),
-            cpu_busy_percent: cpu.and_then(CpuTime::busy_percent),
-            host_steal_percent: cpu.and_then(CpuTime::steal_percent),
+        StallSummary::new(
+            seen.count,
+            ms(seen.longest),
+            ms(seen.total),
+            self.started.elapsed().as_secs_f64(),
             cpu,
-        }
+        )
     }
 }
 
@@ -194,6 +193,16 @@ impl CpuTime {
     }
 }
 
+impl std::iter::Sum for CpuTime {
+    fn sum<I: Iterator<Item = Self>>(parts: I) -> Self {
+        parts.fold(Self::default(), |sum, part| Self {
+            all: sum.all + part.all,
+            busy: sum.busy + part.busy,
+            stolen: sum.stolen + part.stolen,
+        })
+    }
+}
+
 /// How often, and for how long, the machine stopped running the pacer.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct StallSummary {
@@ -216,32 +225,31 @@ pub struct StallSummary {
 }
 
 impl StallSummary {
-    /// Several runs' stalls as one: counts and time added up, the longest of all.
-    pub fn combined(parts: &[Self]) -> Self {
-        let seconds: f64 = parts.iter().map(|part| part.seconds).sum();
-        let count = parts.iter().map(|part| part.count).sum();
-        let cpu = parts
-            .iter()
-            .map(|part| part.cpu)
-            .collect::<Option<Vec<_>>>()
-            .map(|all| {
-                all.iter().fold(CpuTime::default(), |sum, part| CpuTime {
-                    all: sum.all + part.all,
-                    busy: sum.busy + part.busy,
-                    stolen: sum.stolen + part.stolen,
-                })
-            });
+    /// The rate and the CPU shares follow from the counts, the time watched and the CPU time.
+    fn new(count: u64, longest_ms: f64, total_ms: f64, seconds: f64, cpu: Option<CpuTime>) -> Self {
         Self {
             threshold_ms: STALL.as_secs_f64() * 1_000.0,
             count,
-            longest_ms: parts.iter().map(|part| part.longest_ms).fold(0.0, f64::max),
-            total_ms: parts.iter().map(|part| part.total_ms).sum(),
+            longest_ms,
+            total_ms,
             seconds,
             per_second: count as f64 / seconds.max(f64::MIN_POSITIVE),
             cpu_busy_percent: cpu.and_then(CpuTime::busy_percent),
             host_steal_percent: cpu.and_then(CpuTime::steal_percent),
             cpu,
         }
+    }
+
+    /// Several runs' stalls as one: counts, time and CPU time added up, the longest of all.
+    /// The CPU shares are unknown when any part's are.
+    pub fn combined(parts: &[Self]) -> Self {
+        Self::new(
+            parts.iter().map(|part| part.count).sum(),
+            parts.iter().map(|part| part.longest_ms).fold(0.0, f64::max),
+            parts.iter().map(|part| part.total_ms).sum(),
+            parts.iter().map(|part| part.seconds).sum(),
+            parts.iter().map(|part| part.cpu).sum(),
+        )
     }
 }
 
@@ -285,18 +293,24 @@ mod tests {
 
     #[test]
     fn only_wake_ups_past_the_threshold_are_stalls() {
-        let stalls = Stalls::default();
+        let stalls = Stalls::starting_now();
         stalls.woke(Duration::from_micros(300));
         stalls.woke(STALL - Duration::from_micros(1));
         stalls.woke(Duration::from_millis(3));
         stalls.woke(Duration::from_millis(9));
-        let summary = stalls.summary(Duration::from_secs(2));
-        assert_eq!(summary.count, 2);
-        assert!((summary.longest_ms - 9.0).abs() < 1e-9);
-        assert!((summary.total_ms - 12.0).abs() < 1e-9);
-        assert!((summary.per_second - 1.0).abs() < 1e-9);
+        let seen = stalls.summary();
+        assert_eq!(seen.count, 2);
+        assert!((seen.longest_ms - 9.0).abs() < 1e-9);
+        assert!((seen.total_ms - 12.0).abs() < 1e-9);
+        assert!(
+            seen.seconds > 0.0 && seen.seconds < 60.0,
+            "watched since it started"
+        );
 
-        let quiet = Stalls::default().summary(Duration::from_secs(2));
+        // Over two seconds each, with the CPU time unknown:
+        let summary = StallSummary::new(seen.count, seen.longest_ms, seen.total_ms, 2.0, None);
+        assert!((summary.per_second - 1.0).abs() < 1e-9);
+        let quiet = StallSummary::new(0, 0.0, 0.0, 2.0, None);
         let both = StallSummary::combined(&[summary, quiet]);
         assert_eq!(both.count, 2);
         assert!((both.seconds - 4.0).abs() < 1e-9);
@@ -333,13 +347,7 @@ mod tests {
         assert_eq!(CpuTime::parse("intr 1 2 3\n"), None);
         assert_eq!(CpuTime::parse("cpu  1 2 x 4 5 6 7 8\n"), None);
 
-        let summary = |cpu| StallSummary {
-            seconds: 1.0,
-            cpu,
-            cpu_busy_percent: cpu.and_then(CpuTime::busy_percent),
-            host_steal_percent: cpu.and_then(CpuTime::steal_percent),
-            ..StallSummary::default()
-        };
+        let summary = |cpu| StallSummary::new(0, 0.0, 0.0, 1.0, cpu);
         let busy = summary(Some(CpuTime {
             all: 200,
             busy: 150,

@@ -406,7 +406,6 @@ async fn cheap_calls(
         Duration::from_secs(1) / rate.max(1),
         u64::from(rate) * window.as_secs().max(1),
     );
-    let started = Instant::now();
     let (mut ticks, stalls) = schedule.ticks()?;
     let mut pending = Vec::new();
     while let Some(index) = ticks.recv().await {
@@ -427,7 +426,7 @@ async fn cheap_calls(
             .record(micros.max(1))
             .context("histogram bounds")?;
     }
-    Ok((histogram, stalls.summary(started.elapsed())))
+    Ok((histogram, stalls.summary()))
 }
 
 /// Runs `work` to completion on a new thread called `name`, on a single-threaded runtime of its

@@ -322,7 +322,6 @@ where
 {
     let calls = (f64::from(rate) * window.as_secs_f64()).round().max(1.0) as u64;
     let schedule = Schedule::from_now(Duration::from_secs(1) / rate.max(1), calls);
-    let started = Instant::now();
     let (mut ticks, stalls) = schedule.ticks()?;
     let mut pending = Vec::with_capacity(usize::try_from(calls).unwrap_or(0));
     while let Some(index) = ticks.recv().await {
@@ -358,7 +357,7 @@ where
     Ok(Measured {
         latency: Percentiles::from_micros(&histogram),
         failed,
-        stalls: stalls.summary(started.elapsed()),
+        stalls: stalls.summary(),
     })
 }
 

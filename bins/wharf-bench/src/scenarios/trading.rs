@@ -281,7 +281,6 @@ impl Platform {
             Duration::from_secs_f64(1.0 / rate),
             (rate * window.as_secs_f64()).ceil() as u64,
         );
-        let started = Instant::now();
         let (mut ticks, stalls) = schedule.ticks()?;
         let mut pending = Vec::new();
         while let Some(index) = ticks.recv().await {
@@ -304,7 +303,7 @@ impl Platform {
         for order in pending {
             committed.push(order.await.context("an order task panicked")??);
         }
-        let stalls = stalls.summary(started.elapsed());
+        let stalls = stalls.summary();
         self.wait_for_ledger(Duration::from_secs(300)).await?;
         let mut histogram = micros_histogram();
         for (order_id, at) in &committed {

@@ -335,7 +335,6 @@ async fn publish(
     let mut random = XorShift(0x9E37_79B9_7F4A_7C15);
     let schedule = Schedule::from_now(interval, warm_up + count);
     let wall_start = SystemTime::now() + schedule.start.saturating_duration_since(Instant::now());
-    let started = Instant::now();
     let (mut ticks, stalls) = schedule.ticks()?;
     while let Some(n) = ticks.recv().await {
         let offset = schedule.offset(n);
@@ -360,7 +359,7 @@ async fn publish(
         .flush()
         .await
         .context("failed to flush the notifications")?;
-    Ok(stalls.summary(started.elapsed()))
+    Ok(stalls.summary())
 }
 
 #[derive(Debug, Default)]

@@ -107,10 +107,9 @@ pub async fn paced(
         last = last.max(finished.context("a producer panicked")??);
     }
     let commit = commits.lock().expect("commit histogram lock").clone();
-    let elapsed = last.duration_since(t0);
     Ok(Paced {
         commit,
-        elapsed,
-        stalls: stalls.summary(elapsed),
+        elapsed: last.duration_since(t0),
+        stalls: stalls.summary(),
     })
 }
