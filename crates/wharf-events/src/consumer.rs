@@ -3,11 +3,13 @@
 //! For each message of a durable pull consumer:
 //! 1. decode it into the typed event (a message that cannot be decoded can never succeed: it
 //!    goes straight to the dead-letter stream);
-//! 2. begin a transaction and insert the inbox row `(consumer, event_id)`; if the row already
-//!    exists the event was applied before, so it is acknowledged without running the handler;
+//! 2. begin a transaction and insert the inbox row `(consumer, event_id)`, in one round trip
+//!    (the private `inbox` module says how); if the row already exists the event was applied
+//!    before, so it is acknowledged without running the handler;
 //! 3. run the handler inside the same transaction, so its effect and the inbox row commit
 //!    together or not at all;
-//! 4. commit, then acknowledge with a double ack (the server confirms it recorded the ack).
+//! 4. commit, then acknowledge with a double ack (the server confirms it recorded the ack; in a
+//!    batch, its answer to the last ack confirms them all).
 //!
 //! A crash between 3 and 4 redelivers the event after `ack_wait`, and step 2 absorbs it.
 //!
@@ -49,6 +51,7 @@ use wharf_runtime::db::HeldConnections;
 
 use crate::dlq::{self, DeadLetter};
 use crate::envelope::{self, Envelope};
+use crate::inbox;
 use crate::topology::{ConsumerSpec, Topology, TopologyError};
 
 /// How a consumer behaves.
@@ -279,6 +282,7 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
         let consumer = self.topology.ensure_consumer(&self.js, &self.spec).await?;
         let worker = Arc::new(Worker {
+            client: self.js.client(),
             js: self.js.clone(),
             conns: HeldConnections::new(self.pool, HELD_CONNECTION_LINGER),
             topology: self.topology,
@@ -389,6 +393,8 @@ impl<E: Event, H: Handler<E>> Consumer<E, H> {
 }
 
 struct Worker<E, H> {
+    /// For confirmed acks, through the client's shared request inbox.
+    client: async_nats::Client,
     js: jetstream::Context,
     /// Each slot's connection stays out of the pool while the consumer is busy.
     conns: HeldConnections,
@@ -432,6 +438,20 @@ struct Decoded<E> {
     event: E,
 }
 
+/// One attempt at a batch: the events not settled yet (`pending`: positions in `ready`).
+struct Attempt<'a, E> {
+    received: &'a [Received],
+    ready: &'a [(usize, Decoded<E>)],
+    pending: &'a [(usize, &'a Decoded<E>)],
+}
+
+/// How an attempt at a batch ended, when no error stopped it.
+enum Attempted {
+    Committed,
+    /// A handler failed and settled its event; the others go again.
+    Again,
+}
+
 /// Why a batch did not commit.
 enum BatchError {
     /// The database could not start it: every event is retried later, as one event would be.
@@ -444,6 +464,9 @@ enum BatchError {
 /// How long a slot's connection stays out of the pool unused. Short: a service's RPCs share the
 /// pool, and a steady flow reuses a connection within milliseconds anyway.
 const HELD_CONNECTION_LINGER: Duration = Duration::from_millis(100);
+
+/// How long a double ack waits for the server's confirmation.
+const DOUBLE_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 const INBOX_INSERT: &str =
     "INSERT INTO inbox (consumer, event_id, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
@@ -464,12 +487,16 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
             .unzip();
         let outcomes = self.apply_all(&received, decoded).await;
         drop(slot);
-        join_all(
-            received
-                .into_iter()
-                .zip(outcomes)
-                .map(|(received, outcome)| self.settle(received, outcome)),
-        )
+        // One confirmation covers the batch: the server handles a connection's acks in the
+        // order they were sent, so its answer to the last one means it recorded all of them.
+        // (The acks leave in this order: `join_all` polls them in turn, and each one's first
+        // poll queues its message.)
+        let confirmed = outcomes
+            .iter()
+            .rposition(|outcome| matches!(outcome, Outcome::Ack));
+        join_all(received.into_iter().zip(outcomes).enumerate().map(
+            |(index, (received, outcome))| self.settle(received, outcome, Some(index) == confirmed),
+        ))
         .await;
     }
 
@@ -612,7 +639,12 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
         event_id: uuid::Uuid,
         event: E,
     ) -> Result<Outcome, sqlx::Error> {
-        let mut tx = conn.begin().await?;
+        let rows = [(event_id, ctx.subject.as_str())];
+        let slow = match inbox::begin(conn, &self.config.name, &rows).await {
+            Ok(tx) => return self.apply_one_in(tx, ctx, event).await,
+            Err(slow) => slow,
+        };
+        let mut tx = conn.begin_with(slow.statement()).await?;
         let inserted = sqlx::query(INBOX_INSERT)
             .bind(&self.config.name)
             .bind(event_id)
@@ -624,6 +656,16 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
             tracing::debug!(event_id = %event_id, "already applied; acknowledging");
             return Ok(Outcome::Ack);
         }
+        self.apply_one_in(tx, ctx, event).await
+    }
+
+    /// Runs the handler in `tx`, which holds the event's new inbox row, and commits.
+    async fn apply_one_in(
+        &self,
+        mut tx: Transaction<'_, Postgres>,
+        ctx: &EventContext,
+        event: E,
+    ) -> Result<Outcome, sqlx::Error> {
         if let Err(err) = self.handler.handle(ctx, event, &mut tx).await {
             return Ok(self.failed(ctx, err));
         }
@@ -667,7 +709,6 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
         ready: &[(usize, Decoded<E>)],
         settled: &mut [Option<Outcome>],
     ) -> Result<(), BatchError> {
-        let abandoned = |err: sqlx::Error| BatchError::Abandoned(err.to_string());
         // Each attempt applies the events not settled yet; a handler that fails settles its
         // own event and the attempt starts over without it.
         loop {
@@ -680,15 +721,31 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
             if pending.is_empty() {
                 return Ok(());
             }
-            let mut tx = conn.begin().await.map_err(BatchError::Unavailable)?;
-            let ids: Vec<uuid::Uuid> = pending
+            let rows: Vec<(uuid::Uuid, &str)> = pending
                 .iter()
-                .map(|(_, decoded)| decoded.event_id)
+                .map(|(_, decoded)| (decoded.event_id, decoded.ctx.subject.as_str()))
                 .collect();
-            let subjects: Vec<&str> = pending
-                .iter()
-                .map(|(_, decoded)| decoded.ctx.subject.as_str())
-                .collect();
+            let batch = Attempt {
+                received,
+                ready,
+                pending: &pending,
+            };
+            let slow = match inbox::begin(conn, &self.config.name, &rows).await {
+                // Every row was new (an id twice in the batch would have failed the insert).
+                Ok(tx) => {
+                    let new = rows.iter().map(|(event_id, _)| *event_id).collect();
+                    match self.attempt_batch(tx, new, &batch, settled).await? {
+                        Attempted::Committed => return Ok(()),
+                        Attempted::Again => continue,
+                    }
+                }
+                Err(slow) => slow,
+            };
+            let mut tx = conn
+                .begin_with(slow.statement())
+                .await
+                .map_err(BatchError::Unavailable)?;
+            let (ids, subjects): (Vec<uuid::Uuid>, Vec<&str>) = rows.iter().copied().unzip();
             let inserted: Vec<uuid::Uuid> = sqlx::query_scalar(INBOX_INSERT_MANY)
                 .bind(&self.config.name)
                 .bind(&ids)
@@ -697,58 +754,68 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
                 .await
                 .map_err(BatchError::Unavailable)?;
             // An id absent here was applied before; an id twice in the batch is applied once.
-            let mut new: HashSet<uuid::Uuid> = inserted.into_iter().collect();
-
-            let mut applied = Vec::with_capacity(pending.len());
-            let mut failed = false;
-            for (position, decoded) in pending {
-                let span = &received[ready[position].0].span;
-                let ctx = &decoded.ctx;
-                if !new.remove(&decoded.event_id) {
-                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                    span.in_scope(|| tracing::debug!(event_id = %decoded.event_id, "already applied; acknowledging"));
-                    settled[position] = Some(Outcome::Ack);
-                    continue;
-                }
-                let result = self
-                    .handler
-                    .handle(ctx, decoded.event.clone(), &mut tx)
-                    .instrument(span.clone())
-                    .await;
-                match result {
-                    Ok(()) => applied.push(position),
-                    // Maybe the event's doing, maybe the batch's (a deadlock between two
-                    // batches): the one-event path decides.
-                    Err(HandlerError::Database(err)) => return Err(abandoned(err)),
-                    Err(err) => {
-                        settled[position] = Some(span.in_scope(|| self.failed(ctx, err)));
-                        failed = true;
-                        break;
-                    }
-                }
+            let new = inserted.into_iter().collect();
+            match self.attempt_batch(tx, new, &batch, settled).await? {
+                Attempted::Committed => return Ok(()),
+                Attempted::Again => {}
             }
-            if failed {
-                // Rolled back (with every inbox row of the attempt); the others go again.
-                drop(tx);
+        }
+    }
+
+    /// Runs the handlers of `batch.pending` whose event id is in `new` (the others were
+    /// applied before) in `tx`, and commits; a handler that fails settles its own event and
+    /// rolls the attempt back.
+    async fn attempt_batch(
+        &self,
+        mut tx: Transaction<'_, Postgres>,
+        mut new: HashSet<uuid::Uuid>,
+        batch: &Attempt<'_, E>,
+        settled: &mut [Option<Outcome>],
+    ) -> Result<Attempted, BatchError> {
+        let abandoned = |err: sqlx::Error| BatchError::Abandoned(err.to_string());
+        let mut applied = Vec::with_capacity(batch.pending.len());
+        for &(position, decoded) in batch.pending {
+            let span = &batch.received[batch.ready[position].0].span;
+            let ctx = &decoded.ctx;
+            if !new.remove(&decoded.event_id) {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                span.in_scope(|| tracing::debug!(event_id = %decoded.event_id, "already applied; acknowledging"));
+                settled[position] = Some(Outcome::Ack);
                 continue;
             }
-            tx.commit().await.map_err(abandoned)?;
-
-            self.stats.transactions.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .applied
-                .fetch_add(applied.len() as u64, Ordering::Relaxed);
-            for position in applied {
-                let (index, decoded) = &ready[position];
-                if let Some(hook) = &self.after_commit {
-                    hook(&decoded.ctx)
-                        .instrument(received[*index].span.clone())
-                        .await;
+            let result = self
+                .handler
+                .handle(ctx, decoded.event.clone(), &mut tx)
+                .instrument(span.clone())
+                .await;
+            match result {
+                Ok(()) => applied.push(position),
+                // Maybe the event's doing, maybe the batch's (a deadlock between two
+                // batches): the one-event path decides.
+                Err(HandlerError::Database(err)) => return Err(abandoned(err)),
+                Err(err) => {
+                    settled[position] = Some(span.in_scope(|| self.failed(ctx, err)));
+                    // Rolled back (with every inbox row of the attempt); the others go again.
+                    return Ok(Attempted::Again);
                 }
-                settled[position] = Some(Outcome::Ack);
             }
-            return Ok(());
         }
+        tx.commit().await.map_err(abandoned)?;
+
+        self.stats.transactions.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .applied
+            .fetch_add(applied.len() as u64, Ordering::Relaxed);
+        for position in applied {
+            let (index, decoded) = &batch.ready[position];
+            if let Some(hook) = &self.after_commit {
+                hook(&decoded.ctx)
+                    .instrument(batch.received[*index].span.clone())
+                    .await;
+            }
+            settled[position] = Some(Outcome::Ack);
+        }
+        Ok(Attempted::Committed)
     }
 
     /// What a handler's failure means for its event.
@@ -763,8 +830,9 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
         }
     }
 
-    /// Acknowledges a message according to its outcome.
-    async fn settle(&self, received: Received, outcome: Outcome) {
+    /// Acknowledges a message according to its outcome; `confirm` waits for the server to
+    /// confirm an ack (a double ack).
+    async fn settle(&self, received: Received, outcome: Outcome, confirm: bool) {
         let Received {
             message,
             span,
@@ -773,7 +841,8 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
         } = received;
         let acked = async {
             match outcome {
-                Outcome::Ack => message.double_ack().await,
+                Outcome::Ack if confirm => self.double_ack(&message).await,
+                Outcome::Ack => message.ack().await,
                 Outcome::Retry(delay) => {
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     message.ack_with(AckKind::Nak(Some(delay))).await
@@ -791,6 +860,21 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
             // The message will be redelivered; the inbox absorbs it if it was applied.
             tracing::warn!(error = %err, "ack failed");
         }
+    }
+
+    /// JetStream's double ack, as a request through the client's shared inbox: async-nats's
+    /// `Message::double_ack` subscribes an inbox of its own for every ack, which costs the
+    /// server two more protocol messages and two updates of its subscription table per event.
+    async fn double_ack(&self, message: &jetstream::Message) -> Result<(), async_nats::Error> {
+        let reply = message
+            .reply
+            .clone()
+            .ok_or("no reply subject: not a JetStream message")?;
+        let request = async_nats::Request::new()
+            .payload(AckKind::Ack.into())
+            .timeout(Some(DOUBLE_ACK_TIMEOUT));
+        self.client.send_request(reply, request).await?;
+        Ok(())
     }
 
     fn infrastructure(&self, ctx: &EventContext, err: &sqlx::Error) -> Outcome {

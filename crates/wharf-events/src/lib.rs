@@ -19,6 +19,7 @@
 pub mod consumer;
 pub mod dlq;
 pub mod envelope;
+mod inbox;
 pub mod publish;
 pub mod topology;
 

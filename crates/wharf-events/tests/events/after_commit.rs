@@ -1,7 +1,8 @@
 //! The consumer's after-commit hook: it runs once for each event whose effect committed, after
 //! the commit (the effect is visible from another connection when it runs), and never for an
 //! event rolled back or absorbed by the inbox as a duplicate — on the one-event path and in
-//! batches. Against the stack's PostgreSQL and NATS, in a fresh database and namespace.
+//! batches; and a batch's acks, confirmed once, leave nothing pending. Against the stack's
+//! PostgreSQL and NATS, in a fresh database and namespace.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -324,5 +325,56 @@ async fn in_batches_the_hook_runs_only_for_the_events_that_committed() {
     let mut ids: Vec<String> = good.iter().map(|event| event.event_id.clone()).collect();
     ids.sort();
     assert_eq!(harness.applied().await, ids, "the refusal rolled back");
+    harness.finish().await;
+}
+
+/// A batch's acks: the server confirms only the last one, and by then it has recorded them
+/// all (it handles a connection's acks in order). Once the consumer has returned, nothing is
+/// left pending on the server and its ack floor is the last message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_confirmation_per_batch_leaves_nothing_pending() {
+    let harness = Harness::new().await;
+    let events: Vec<TradeExecuted> = (1..=40).map(trade).collect();
+    let name = "confirmed";
+    let (consumer, seen_rx) = consumer(
+        &harness,
+        ConsumerConfig {
+            concurrency: 2,
+            max_batch: 16,
+            ..config(name)
+        },
+    );
+    let publish = async || {
+        let mut acks = Vec::new();
+        for event in &events {
+            acks.push(harness.publish(event, false).await);
+        }
+        for ack in acks {
+            ack.await.expect("stored");
+        }
+    };
+    let (stats, _seen) = settle(consumer, seen_rx, publish, (40, 0, 0)).await;
+    assert!(
+        stats.transactions() < stats.applied(),
+        "events shared transactions ({} for {})",
+        stats.transactions(),
+        stats.applied()
+    );
+
+    let stream = harness
+        .js
+        .get_stream(harness.topology.namespace.stream(TradeExecuted::STREAM))
+        .await
+        .expect("the stream");
+    let info = stream
+        .consumer_info(harness.topology.namespace.durable(name))
+        .await
+        .expect("the consumer's info");
+    assert_eq!(info.num_ack_pending, 0, "every ack was recorded");
+    assert_eq!(
+        info.ack_floor.stream_sequence, 40,
+        "acknowledged up to the last message"
+    );
+    assert_eq!(stats.redeliveries(), 0);
     harness.finish().await;
 }
