@@ -477,9 +477,13 @@ impl Relay {
     /// and its acknowledged rows are deleted (the others marked) in a transaction of their own.
     async fn relay_batch(&self, buckets: &[i16]) -> Result<usize, BatchError> {
         let mut conn = self.conns.acquire().await?;
-        let claimed = self.relay_batch_on(&mut conn, buckets).await?;
-        self.conns.keep(conn);
-        Ok(claimed)
+        let claimed = self.relay_batch_on(&mut conn, buckets).await;
+        // A failed publish leaves the connection clean (its rows were dealt with in a
+        // transaction that committed); a database error may not.
+        if !matches!(claimed, Err(BatchError::Database(_))) {
+            self.conns.keep(conn);
+        }
+        claimed
     }
 
     async fn relay_batch_on(

@@ -115,8 +115,8 @@ fn connect_options(config: &DatabaseConfig, schema: &str) -> Result<PgConnectOpt
 /// The pool pings every connection it takes back (sqlx does, to flush what a cancelled call
 /// may have left), so a worker that takes one per transaction pays an extra round trip each
 /// time. Held here, the next transaction starts at once on a connection that was in use
-/// moments ago. Give back only connections whose last use succeeded ([`Self::keep`]); drop the
-/// others, and the pool decides (its ping closes a broken one).
+/// moments ago. Give back only connections whose last use succeeded ([`Self::keep`]); a
+/// [`HeldConnection`] dropped instead is closed, not returned to the pool (see there).
 #[derive(Debug)]
 pub struct HeldConnections {
     pool: PgPool,
@@ -134,17 +134,20 @@ impl HeldConnections {
     }
 
     /// The most recently used held connection, or one from the pool.
-    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+    pub async fn acquire(&self) -> Result<HeldConnection, sqlx::Error> {
         let held = self.lock().pop();
-        match held {
-            Some((conn, _)) => Ok(conn),
-            None => self.pool.acquire().await,
-        }
+        let conn = match held {
+            Some((conn, _)) => conn,
+            None => self.pool.acquire().await?,
+        };
+        Ok(HeldConnection(Some(conn)))
     }
 
     /// Keeps a connection whose last use succeeded for the next [`Self::acquire`].
-    pub fn keep(&self, conn: PoolConnection<Postgres>) {
-        self.lock().push((conn, Instant::now()));
+    pub fn keep(&self, mut conn: HeldConnection) {
+        if let Some(conn) = conn.0.take() {
+            self.lock().push((conn, Instant::now()));
+        }
     }
 
     /// Hands connections unused for `linger` back to the pool; call it periodically.
@@ -173,6 +176,42 @@ impl HeldConnections {
         self.idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A connection taken from [`HeldConnections`]; it derefs to the `PgConnection`.
+///
+/// Give it back with [`HeldConnections::keep`] once its last use succeeded. Dropped instead (an
+/// error, or a future cancelled mid-call), it is closed rather than returned to the pool: a
+/// call cut short may leave the session inside a transaction sqlx does not know about (a
+/// custom `BEGIN` that did more than begin, a `SET LOCAL` with it), which the pool's ping
+/// would not end and the next borrower's `BEGIN` would join.
+#[derive(Debug)]
+pub struct HeldConnection(Option<PoolConnection<Postgres>>);
+
+impl std::ops::Deref for HeldConnection {
+    type Target = sqlx::PgConnection;
+
+    fn deref(&self) -> &Self::Target {
+        self.0
+            .as_deref()
+            .expect("only `keep` takes the connection, and it takes the guard")
+    }
+}
+
+impl std::ops::DerefMut for HeldConnection {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0
+            .as_deref_mut()
+            .expect("only `keep` takes the connection, and it takes the guard")
+    }
+}
+
+impl Drop for HeldConnection {
+    fn drop(&mut self) {
+        if let Some(conn) = &mut self.0 {
+            conn.close_on_drop();
+        }
     }
 }
 

@@ -155,6 +155,43 @@ async fn held_connections_stay_out_of_the_pool_until_trimmed() {
     database.drop_now().await;
 }
 
+/// A held connection dropped instead of kept (an error, a cancelled call) is closed: the
+/// transaction it was in, unknown to sqlx, never reaches the next borrower.
+#[tokio::test]
+async fn a_held_connection_dropped_mid_transaction_is_closed_not_pooled() {
+    let database = FreshDatabase::create().await.expect("fresh database");
+    let pool = single_connection_pool(&database);
+    let held = db::HeldConnections::new(pool.clone(), Duration::ZERO);
+
+    let mut conn = held.acquire().await.unwrap();
+    let pid = backend_pid(&mut conn).await.unwrap();
+    // What a begin cut short leaves: a transaction PostgreSQL has and sqlx does not count.
+    sqlx::raw_sql("BEGIN; SET LOCAL synchronous_commit = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+
+    // The pool's only connection slot frees once the dropped one is closed.
+    let mut next = pool.acquire().await.unwrap();
+    assert_ne!(
+        backend_pid(&mut next).await.unwrap(),
+        pid,
+        "a fresh session, not the one left inside a transaction"
+    );
+    let synchronous: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&mut *next)
+        .await
+        .unwrap();
+    assert_eq!(
+        synchronous, "on",
+        "nothing of the dropped transaction carried over"
+    );
+    drop(next);
+    pool.close().await;
+    database.drop_now().await;
+}
+
 /// A connection used moments ago is handed out without a ping. If its server process died
 /// meanwhile, the one statement that finds out fails and the pool discards the connection;
 /// the next acquire gets a fresh one. (Should the test itself take longer than
