@@ -39,7 +39,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use futures::future::join_all;
 use futures::{FutureExt, StreamExt};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -141,6 +140,7 @@ pub struct ConsumerStats {
     retries: AtomicU64,
     dead_lettered: AtomicU64,
     transactions: AtomicU64,
+    ack_failures: AtomicU64,
 }
 
 impl ConsumerStats {
@@ -162,6 +162,11 @@ impl ConsumerStats {
     }
     pub fn dead_lettered(&self) -> u64 {
         self.dead_lettered.load(Ordering::Relaxed)
+    }
+    /// Acks (or NAKs, terminations) that failed or were not confirmed in time; their messages
+    /// come back after `ack_wait`.
+    pub fn ack_failures(&self) -> u64 {
+        self.ack_failures.load(Ordering::Relaxed)
     }
     /// Apply transactions committed; `applied() / transactions()` is the mean batch.
     pub fn transactions(&self) -> u64 {
@@ -468,13 +473,6 @@ const HELD_CONNECTION_LINGER: Duration = Duration::from_millis(100);
 /// How long a double ack waits for the server's confirmation.
 const DOUBLE_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
-const INBOX_INSERT: &str =
-    "INSERT INTO inbox (consumer, event_id, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
-/// The inbox rows of a batch in one statement; returns the event ids that were new.
-const INBOX_INSERT_MANY: &str = "INSERT INTO inbox (consumer, event_id, subject) \
-     SELECT $1, event_id, subject FROM unnest($2::uuid[], $3::text[]) AS batch (event_id, subject) \
-     ON CONFLICT DO NOTHING RETURNING event_id";
-
 impl<E: Event, H: Handler<E>> Worker<E, H> {
     /// Applies a batch of messages (one transaction when several can be applied), then
     /// acknowledges each. `slot` bounds the database work only: it is released before the
@@ -488,16 +486,18 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
         let outcomes = self.apply_all(&received, decoded).await;
         drop(slot);
         // One confirmation covers the batch: the server handles a connection's acks in the
-        // order they were sent, so its answer to the last one means it recorded all of them.
-        // (The acks leave in this order: `join_all` polls them in turn, and each one's first
-        // poll queues its message.)
+        // order they arrive, so its answer to the last one means it recorded the others. They
+        // are settled one after another, so they leave in that order (a plain ack only queues
+        // its message on the connection). If the connection is lost with acks still queued, the
+        // confirmation may come over the next one; the lost acks' events are redelivered after
+        // `ack_wait` and the inbox absorbs them.
         let confirmed = outcomes
             .iter()
             .rposition(|outcome| matches!(outcome, Outcome::Ack));
-        join_all(received.into_iter().zip(outcomes).enumerate().map(
-            |(index, (received, outcome))| self.settle(received, outcome, Some(index) == confirmed),
-        ))
-        .await;
+        for (index, (received, outcome)) in received.into_iter().zip(outcomes).enumerate() {
+            self.settle(received, outcome, Some(index) == confirmed)
+                .await;
+        }
     }
 
     /// Reads a message's delivery info and decodes its event; a message that can never be
@@ -640,12 +640,12 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
         event: E,
     ) -> Result<Outcome, sqlx::Error> {
         let rows = [(event_id, ctx.subject.as_str())];
-        let slow = match inbox::begin(conn, &self.config.name, &rows).await {
+        let slow = match inbox::begin(conn, &self.config.name, &rows).await? {
             Ok(tx) => return self.apply_one_in(tx, ctx, event).await,
             Err(slow) => slow,
         };
         let mut tx = conn.begin_with(slow.statement()).await?;
-        let inserted = sqlx::query(INBOX_INSERT)
+        let inserted = sqlx::query(inbox::INSERT_ONE)
             .bind(&self.config.name)
             .bind(event_id)
             .bind(&ctx.subject)
@@ -730,7 +730,8 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
                 ready,
                 pending: &pending,
             };
-            let slow = match inbox::begin(conn, &self.config.name, &rows).await {
+            let begun = inbox::begin(conn, &self.config.name, &rows).await;
+            let slow = match begun.map_err(BatchError::Unavailable)? {
                 // Every row was new (an id twice in the batch would have failed the insert).
                 Ok(tx) => {
                     let new = rows.iter().map(|(event_id, _)| *event_id).collect();
@@ -746,7 +747,7 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
                 .await
                 .map_err(BatchError::Unavailable)?;
             let (ids, subjects): (Vec<uuid::Uuid>, Vec<&str>) = rows.iter().copied().unzip();
-            let inserted: Vec<uuid::Uuid> = sqlx::query_scalar(INBOX_INSERT_MANY)
+            let inserted: Vec<uuid::Uuid> = sqlx::query_scalar(inbox::INSERT_MANY)
                 .bind(&self.config.name)
                 .bind(&ids)
                 .bind(&subjects)
@@ -856,6 +857,7 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
         .instrument(span.clone())
         .await;
         if let Err(err) = acked {
+            self.stats.ack_failures.fetch_add(1, Ordering::Relaxed);
             let _entered = span.enter();
             // The message will be redelivered; the inbox absorbs it if it was applied.
             tracing::warn!(error = %err, "ack failed");

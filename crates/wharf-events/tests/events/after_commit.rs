@@ -328,9 +328,10 @@ async fn in_batches_the_hook_runs_only_for_the_events_that_committed() {
     harness.finish().await;
 }
 
-/// A batch's acks: the server confirms only the last one, and by then it has recorded them
-/// all (it handles a connection's acks in order). Once the consumer has returned, nothing is
-/// left pending on the server and its ack floor is the last message.
+/// A batch's acks: plain ones, and the last one confirmed (by then the server has recorded
+/// them all: it handles a connection's acks in order). Every confirmation came, and once the
+/// consumer has returned nothing is left pending on the server: its ack floor is the last
+/// message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_confirmation_per_batch_leaves_nothing_pending() {
     let harness = Harness::new().await;
@@ -375,6 +376,6 @@ async fn one_confirmation_per_batch_leaves_nothing_pending() {
         info.ack_floor.stream_sequence, 40,
         "acknowledged up to the last message"
     );
-    assert_eq!(stats.redeliveries(), 0);
+    assert_eq!(stats.ack_failures(), 0, "every confirmation came");
     harness.finish().await;
 }
