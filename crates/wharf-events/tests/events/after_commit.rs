@@ -89,6 +89,10 @@ impl Harness {
 
     async fn finish(self) {
         self.pool.close().await;
+        // The namespace's streams go too, so a developer's stack does not collect them.
+        for stream in &self.topology.streams {
+            let _ = self.js.delete_stream(&stream.name).await;
+        }
         self.database.drop_now().await;
     }
 }

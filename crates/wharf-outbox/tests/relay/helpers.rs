@@ -178,6 +178,10 @@ impl Harness {
     pub async fn finish(self) {
         self.stop.cancel();
         self.pool.close().await;
+        // The namespace's streams go too, so a developer's stack does not collect them.
+        for stream in &self.topology.streams {
+            let _ = self.js.delete_stream(&stream.name).await;
+        }
         self.database.drop_now().await;
     }
 }
