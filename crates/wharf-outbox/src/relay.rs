@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
+use futures::FutureExt;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgListener;
@@ -34,7 +35,7 @@ use tokio::sync::{Notify, RwLock, watch};
 use tokio_util::sync::CancellationToken;
 use wharf_events::envelope::Envelope;
 use wharf_events::topology::Namespace;
-use wharf_runtime::db::HeldConnections;
+use wharf_runtime::db::{HeldConnection, HeldConnections};
 
 use crate::wake::{Local, Waker};
 use crate::{BUCKETS, CHANNEL, fnv1a};
@@ -86,6 +87,7 @@ pub struct RelayStats {
     failures: AtomicU64,
     batches: AtomicU64,
     claims: AtomicU64,
+    chained: AtomicU64,
 }
 
 impl RelayStats {
@@ -104,6 +106,11 @@ impl RelayStats {
     /// Batches that published at least one row.
     pub fn batches(&self) -> u64 {
         self.batches.load(Ordering::Relaxed)
+    }
+    /// Batches whose commit also began the next batch's transaction, because more rows were
+    /// waiting (one round trip fewer each).
+    pub fn chained(&self) -> u64 {
+        self.chained.load(Ordering::Relaxed)
     }
     /// Claims made, including those that found nothing (`claims() - batches()`): a wake-up
     /// for rows an earlier claim already took.
@@ -419,6 +426,9 @@ impl Relay {
             let notified = wakes[index].notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // The next batch's transaction, already begun by the last batch's COMMIT because
+            // more rows were waiting (see `relay_batch`); never held while idle.
+            let mut begun: Option<HeldConnection> = None;
 
             let mut failed = false;
             loop {
@@ -436,14 +446,23 @@ impl Relay {
                 if buckets.is_empty() {
                     break;
                 }
-                match self.relay_batch(&buckets).await {
-                    // A short batch means the buckets are drained (rows committed since then
-                    // have notified this worker, which registered before draining).
-                    Ok(claimed) if claimed < self.config.batch_size => {
+                // Rows committed after this batch's claim wake `notified`: then more is
+                // waiting, and the next batch follows at once.
+                let more = || notified.as_mut().now_or_never().is_some();
+                match self.relay_batch(&buckets, begun.take(), more).await {
+                    Ok(next @ Some(_)) => {
+                        backoff = Duration::from_millis(50);
+                        begun = next;
+                        // The notification (if that was it) is spent: listen afresh before
+                        // the next claim.
+                        notified.set(wakes[index].notified());
+                        notified.as_mut().enable();
+                    }
+                    // A short batch and no wake since its claim: the buckets are drained.
+                    Ok(None) => {
                         backoff = Duration::from_millis(50);
                         break;
                     }
-                    Ok(_) => backoff = Duration::from_millis(50),
                     Err(err) => {
                         self.stats.failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(error = %err, ?backoff, "relay batch failed; backing off");
@@ -469,36 +488,65 @@ impl Relay {
         }
     }
 
-    /// Claims, publishes and deletes one batch; returns how many rows it claimed.
+    /// Claims, publishes and deletes one batch. Returns the connection inside the next
+    /// batch's transaction, already begun, when more rows are waiting: a full batch, or
+    /// `more()` (a wake since the claim).
     ///
-    /// Three round trips to PostgreSQL: `BEGIN`, one statement that claims the rows and
-    /// deletes them (uncommitted, so they stay locked and come back if anything fails), and
-    /// the `COMMIT` once every ack is in. A batch with a failed publish is rolled back instead,
-    /// and its acknowledged rows are deleted (the others marked) in a transaction of their own.
-    async fn relay_batch(&self, buckets: &[i16]) -> Result<usize, BatchError> {
-        let mut conn = self.conns.acquire().await?;
-        let claimed = self.relay_batch_on(&mut conn, buckets).await;
-        // A failed publish leaves the connection clean (its rows were dealt with in a
-        // transaction that committed); a database error may not.
-        if !matches!(claimed, Err(BatchError::Database(_))) {
-            self.conns.keep(conn);
+    /// Round trips to PostgreSQL: `BEGIN`, one statement that claims the rows and deletes them
+    /// (uncommitted, so they stay locked and come back if anything fails), and the `COMMIT`
+    /// once every ack is in. While rows keep coming, that `COMMIT` also begins the next
+    /// batch's transaction, so a steady flow costs two per batch. A batch with a failed
+    /// publish is rolled back instead, and its acknowledged rows are deleted (the others
+    /// marked) in a transaction of their own. A connection left by an error is closed (it may
+    /// be inside a transaction), never reused.
+    async fn relay_batch(
+        &self,
+        buckets: &[i16],
+        begun: Option<HeldConnection>,
+        more: impl FnOnce() -> bool,
+    ) -> Result<Option<HeldConnection>, BatchError> {
+        let (mut conn, is_begun) = match begun {
+            Some(conn) => (conn, true),
+            None => (self.conns.acquire().await?, false),
+        };
+        match self
+            .relay_batch_on(&mut conn, buckets, is_begun, more)
+            .await
+        {
+            Ok(true) => Ok(Some(conn)),
+            Ok(false) => {
+                self.conns.keep(conn);
+                Ok(None)
+            }
+            // A failed publish leaves the connection clean (its rows were dealt with in a
+            // transaction that committed).
+            Err(err @ BatchError::Publish(_)) => {
+                self.conns.keep(conn);
+                Err(err)
+            }
+            Err(err) => Err(err),
         }
-        claimed
     }
 
+    /// [`Self::relay_batch`] on `conn` (inside a begun transaction if `begun`); returns
+    /// whether it began the next batch's transaction.
     async fn relay_batch_on(
         &self,
         conn: &mut PgConnection,
         buckets: &[i16],
-    ) -> Result<usize, BatchError> {
+        begun: bool,
+        more: impl FnOnce() -> bool,
+    ) -> Result<bool, BatchError> {
         // The relay's own commit (the delete of published rows) need not wait for the disk: if
         // PostgreSQL crashed and forgot it, the rows would come back and be published again,
         // and JetStream's duplicate window or the consumers' inboxes would absorb them. This
         // spares one fsync per batch; producers and consumers keep durable commits.
-        // (One round trip: the setting rides on the BEGIN.)
-        let mut tx =
-            sqlx::Connection::begin_with(&mut *conn, "BEGIN; SET LOCAL synchronous_commit = off")
-                .await?;
+        // (One round trip: the setting rides on the BEGIN.) The transaction is managed with
+        // plain statements, not an sqlx `Transaction`, so that its COMMIT can also begin the
+        // next one; every error path drops the connection, which `HeldConnection` then closes.
+        if !begun {
+            sqlx::raw_sql(BEGIN).execute(&mut *conn).await?;
+        }
         let rows: Vec<Row> = sqlx::query_as(
             // `= ANY (ARRAY(…))` runs the claim once, up front, and deletes by primary key
             // (a plain `IN (…)` lets the planner hash-join against a scan of the whole table).
@@ -511,11 +559,12 @@ impl Relay {
         )
         .bind(buckets)
         .bind(i64::try_from(self.config.batch_size).unwrap_or(512))
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *conn)
         .await?;
         self.stats.claims.fetch_add(1, Ordering::Relaxed);
         if rows.is_empty() {
-            return Ok(0);
+            sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+            return Ok(false);
         }
 
         // Send everything first (one pipelined burst in id order), then collect the acks.
@@ -565,15 +614,20 @@ impl Relay {
 
         match first_error {
             None => {
-                tx.commit().await?;
+                let next = claimed >= self.config.batch_size || more();
+                let commit = if next { COMMIT_AND_BEGIN } else { "COMMIT" };
+                sqlx::raw_sql(commit).execute(&mut *conn).await?;
                 self.record(acked.len());
-                Ok(claimed)
+                if next {
+                    self.stats.chained.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(next)
             }
             Some(error) => {
                 // The unacknowledged rows must stay: undo the claim, then delete only what
                 // JetStream stored. The buckets are still ours (the batch gate is held), so
                 // nothing else publishes these rows meanwhile.
-                tx.rollback().await?;
+                sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
                 let acked_set: HashSet<i64> = acked.iter().copied().collect();
                 let unacked: Vec<i64> = all_ids
                     .into_iter()
@@ -613,6 +667,12 @@ enum BatchError {
     #[error("publish: {0}")]
     Publish(String),
 }
+
+/// A batch's transaction: its commit (the delete of published rows) need not wait for the
+/// disk (see `relay_batch_on`).
+const BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit = off";
+/// A batch's commit that also begins the next batch's transaction (in one round trip).
+const COMMIT_AND_BEGIN: &str = "COMMIT; BEGIN; SET LOCAL synchronous_commit = off";
 
 /// Relays of one schema that can run at once (one slot lock each).
 const MAX_RELAYS: i32 = 64;
