@@ -113,7 +113,8 @@ impl RelayStats {
         self.chained.load(Ordering::Relaxed)
     }
     /// Claims made, including those that found nothing (`claims() - batches()`): a wake-up
-    /// for rows an earlier claim already took.
+    /// for rows an earlier claim already took, or a chained batch that found none (its
+    /// transaction is ended before this counts it).
     pub fn claims(&self) -> u64 {
         self.claims.load(Ordering::Relaxed)
     }
@@ -427,7 +428,8 @@ impl Relay {
             tokio::pin!(notified);
             notified.as_mut().enable();
             // The next batch's transaction, already begun by the last batch's COMMIT because
-            // more rows were waiting (see `relay_batch`); never held while idle.
+            // more rows were waiting (see `relay_batch`); never held while idle. (Between
+            // batches it may wait for the batch gate while the lease task hands buckets back.)
             let mut begun: Option<HeldConnection> = None;
 
             let mut failed = false;
@@ -444,10 +446,13 @@ impl Relay {
                     .filter(|bucket| usize::try_from(*bucket).unwrap_or(0) % workers == index)
                     .collect();
                 if buckets.is_empty() {
+                    // Not to be held while waiting for buckets: closed now (its transaction
+                    // is empty).
+                    drop(begun.take());
                     break;
                 }
-                // Rows committed after this batch's claim wake `notified`: then more is
-                // waiting, and the next batch follows at once.
+                // A wake since the worker last listened (before this batch's claim) may mean
+                // rows the claim did not see: the next batch follows at once.
                 let more = || notified.as_mut().now_or_never().is_some();
                 match self.relay_batch(&buckets, begun.take(), more).await {
                     Ok(next @ Some(_)) => {
@@ -561,11 +566,12 @@ impl Relay {
         .bind(i64::try_from(self.config.batch_size).unwrap_or(512))
         .fetch_all(&mut *conn)
         .await?;
-        self.stats.claims.fetch_add(1, Ordering::Relaxed);
         if rows.is_empty() {
             sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+            self.stats.claims.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
+        self.stats.claims.fetch_add(1, Ordering::Relaxed);
 
         // Send everything first (one pipelined burst in id order), then collect the acks.
         let claimed = rows.len();
