@@ -57,12 +57,15 @@ async fn guessing_from_one_address_is_stopped_and_the_owner_still_logs_in() {
 }
 
 /// Guessing from many addresses exhausts the account's own limit, but only for a short
-/// cooldown: the owner waits the RetryInfo delay once and gets in.
+/// cooldown: the owner waits the RetryInfo delay once and gets in. (Three failures per 15 s:
+/// the three guesses, each a password hash, must land within one 5 s emission interval, which
+/// holds on a loaded machine; with 3 per 3 s a slow run saw the account's allowance refill
+/// before the owner's attempt.)
 #[tokio::test]
 async fn distributed_guessing_costs_the_owner_only_a_short_cooldown() {
     let config = AuthConfig {
         limits: wharf_auth::AuthLimits {
-            login_failures_per_account: Limit::new(3, Duration::from_secs(3)),
+            login_failures_per_account: Limit::new(3, Duration::from_secs(15)),
             ..loose_limits()
         },
         ..test_config()
@@ -85,8 +88,8 @@ async fn distributed_guessing_costs_the_owner_only_a_short_cooldown() {
     );
     let cooldown = retry_delay(&limited);
     assert!(
-        cooldown <= Duration::from_secs(1),
-        "a short cooldown, got {cooldown:?}"
+        cooldown <= Duration::from_secs(5),
+        "a short cooldown (one emission interval at most), got {cooldown:?}"
     );
     // The server's own retry hint, honoured as a client would.
     tokio::time::sleep(cooldown + Duration::from_millis(50)).await;
