@@ -644,7 +644,7 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
             Ok(tx) => return self.apply_one_in(tx, ctx, event).await,
             Err(slow) => slow,
         };
-        let mut tx = conn.begin_with(slow.statement()).await?;
+        let mut tx = conn.begin_with(slow).await?;
         let inserted = sqlx::query(inbox::INSERT_ONE)
             .bind(&self.config.name)
             .bind(event_id)
@@ -743,7 +743,7 @@ impl<E: Event, H: Handler<E>> Worker<E, H> {
                 Err(slow) => slow,
             };
             let mut tx = conn
-                .begin_with(slow.statement())
+                .begin_with(slow)
                 .await
                 .map_err(BatchError::Unavailable)?;
             let (ids, subjects): (Vec<uuid::Uuid>, Vec<&str>) = rows.iter().copied().unzip();

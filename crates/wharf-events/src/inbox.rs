@@ -5,7 +5,7 @@
 //! simple query, the rows written as literals and inserted without `ON CONFLICT`: one round
 //! trip. An event applied before makes that insert fail with a unique violation (one line in
 //! PostgreSQL's log, and the dead tuples of the rows inserted before it); the consumer then
-//! rolls back and takes the slow path in the same round trip ([`SlowBegin`]: `BEGIN`, then
+//! rolls back and takes the slow path in the same round trip (`ROLLBACK; BEGIN`, then
 //! [`INSERT_ONE`] or [`INSERT_MANY`], which skip existing rows). Texts that cannot be written
 //! as literals safely take the slow path from the start. Any other failure is returned as is.
 //!
@@ -65,21 +65,10 @@ fn push_literal(sql: &mut String, text: &str) -> Option<()> {
     Some(())
 }
 
-/// How to begin the slow path's transaction. (Not `Copy`: matching it out of [`begin`]'s
-/// result moves the result, which ends its borrow of the connection.)
-#[derive(Debug)]
-pub(crate) struct SlowBegin(&'static str);
-
-impl SlowBegin {
-    pub(crate) fn statement(&self) -> &'static str {
-        self.0
-    }
-}
-
 /// Begins an apply transaction with the inbox rows of `rows` inserted, in one round trip.
 ///
-/// `Ok(Err(slow))` when the fast path cannot be taken (a text that is no safe literal) or an
-/// event of `rows` was applied before: begin with [`SlowBegin::statement`] on the same
+/// `Ok(Err(statement))` when the fast path cannot be taken (a text that is no safe literal) or
+/// an event of `rows` was applied before: begin with `statement` on the same
 /// connection (after a unique violation it also rolls the failed transaction back) and insert
 /// the rows with [`INSERT_ONE`] or [`INSERT_MANY`]. `Err` for any other failure; the
 /// connection may then be inside an aborted transaction, so it must not be reused.
@@ -87,9 +76,9 @@ pub(crate) async fn begin<'c>(
     conn: &'c mut PgConnection,
     consumer: &str,
     rows: &[(uuid::Uuid, &str)],
-) -> Result<Result<Transaction<'c, Postgres>, SlowBegin>, sqlx::Error> {
+) -> Result<Result<Transaction<'c, Postgres>, &'static str>, sqlx::Error> {
     let Some(sql) = begin_statement(consumer, rows) else {
-        return Ok(Err(SlowBegin("BEGIN")));
+        return Ok(Err("BEGIN"));
     };
     match conn.begin_with(AssertSqlSafe(sql)).await {
         Ok(tx) => Ok(Ok(tx)),
@@ -98,7 +87,7 @@ pub(crate) async fn begin<'c>(
                 .as_database_error()
                 .is_some_and(|db| db.is_unique_violation()) =>
         {
-            Ok(Err(SlowBegin("ROLLBACK; BEGIN")))
+            Ok(Err("ROLLBACK; BEGIN"))
         }
         Err(err) => Err(err),
     }
@@ -200,9 +189,9 @@ mod tests {
             Ok(Ok(_)) => panic!("an event applied before must fail the one-round-trip insert"),
             Err(err) => panic!("a unique violation is no error here: {err}"),
         };
-        assert_eq!(slow.statement(), "ROLLBACK; BEGIN");
+        assert_eq!(slow, "ROLLBACK; BEGIN");
         let mut tx = conn
-            .begin_with(slow.statement())
+            .begin_with(slow)
             .await
             .expect("the slow path begins on the same connection");
         let inserted: Vec<uuid::Uuid> = sqlx::query_scalar(INSERT_MANY)
@@ -226,7 +215,7 @@ mod tests {
             Ok(Err(slow)) => slow,
             _ => panic!("a NUL cannot be a literal"),
         };
-        assert_eq!(slow.statement(), "BEGIN");
+        assert_eq!(slow, "BEGIN");
         drop(conn);
         pool.close().await;
         database.drop_now().await;

@@ -494,8 +494,8 @@ impl Relay {
     }
 
     /// Claims, publishes and deletes one batch. Returns the connection inside the next
-    /// batch's transaction, already begun, when more rows are waiting: a full batch, or
-    /// `more()` (a wake since the claim).
+    /// batch's transaction, already begun, when more rows may be waiting: a full batch, or
+    /// `more()` (a wake since the worker last listened, which it did before the claim).
     ///
     /// Round trips to PostgreSQL: `BEGIN`, one statement that claims the rows and deletes them
     /// (uncommitted, so they stay locked and come back if anything fails), and the `COMMIT`
@@ -568,10 +568,12 @@ impl Relay {
         .await?;
         if rows.is_empty() {
             sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
-            self.stats.claims.fetch_add(1, Ordering::Relaxed);
+        }
+        // Counted once the transaction of an empty claim has ended.
+        self.stats.claims.fetch_add(1, Ordering::Relaxed);
+        if rows.is_empty() {
             return Ok(false);
         }
-        self.stats.claims.fetch_add(1, Ordering::Relaxed);
 
         // Send everything first (one pipelined burst in id order), then collect the acks.
         let claimed = rows.len();
