@@ -23,7 +23,7 @@ pub struct AuthConfig {
     pub password_workers: usize,
     /// Password checks allowed to wait beyond the workers; the next is refused at once.
     pub password_queue: usize,
-    /// CPU priority of the hashing threads: `idle` (default), `low` (nice 19) or `normal`.
+    /// CPU priority of the hashing threads: `low` (nice 19, the default), `idle` or `normal`.
     pub password_priority: crate::password::HashPriority,
     /// Take the client address from `x-forwarded-for` (set by the gateway). Only enable
     /// behind a proxy that overwrites the header, or clients choose their own address.
@@ -43,7 +43,7 @@ impl Default for AuthConfig {
             login_publish_timeout: Duration::from_secs(2),
             password_workers: 0,
             password_queue: 8,
-            password_priority: crate::password::HashPriority::Idle,
+            password_priority: crate::password::HashPriority::default(),
             trust_forwarded_for: false,
             relay: true,
             limits: AuthLimits::default(),

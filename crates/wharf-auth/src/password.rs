@@ -2,7 +2,7 @@
 //! p = 1), computed off the async runtime.
 //!
 //! A hash costs tens of milliseconds of CPU, so it runs on a pool of dedicated threads, one per
-//! core, in the idle scheduling class, inside the caller's span. Beyond that, at most `queue_budget` calls may
+//! core, at the lowest priority (nice 19), inside the caller's span. Beyond that, at most `queue_budget` calls may
 //! wait; the next is refused at once with [`PasswordError::Busy`] (the service answers
 //! `RESOURCE_EXHAUSTED`), so a login flood degrades into fast refusals instead of a queue that
 //! grows until every request times out, and cheap RPCs keep their cores.
@@ -117,11 +117,15 @@ impl Workspace {
 #[serde(rename_all = "snake_case")]
 pub enum HashPriority {
     /// `SCHED_IDLE`: hashes run only when no other thread wants the CPU, and any thread that
-    /// wakes up preempts them at once. Cheap RPCs keep their latency under a login flood, but
-    /// any other busy process on the host (even a niced one) starves logins.
-    #[default]
+    /// wakes up preempts them at once. But the kernel counts a core that runs only idle-class
+    /// threads as idle, so it sends nearly every wake-up to the other core, each an
+    /// inter-processor interrupt (on a VM, a trip through the hypervisor); and any other busy
+    /// process on the host (even a niced one) starves logins.
     Idle,
-    /// nice 19: a small share of the CPU against busy normal threads, never starved.
+    /// nice 19 (the default): a normal thread that wakes up preempts the hash, its wake-up
+    /// stays on the waking core, and the hashes keep a small share of the CPU against other
+    /// busy processes, so logins are never starved.
+    #[default]
     Low,
     /// The same as every other thread.
     Normal,
@@ -155,9 +159,9 @@ impl HashPriority {
 
 /// The bounded argon2id pool.
 ///
-/// Hashes run on `workers` dedicated threads in the idle scheduling class: they use every idle
-/// cycle, but the async runtime's threads — the cheap RPCs, the event loops — take the CPU the
-/// moment they need it, so a login flood does not raise everyone else's latency.
+/// Hashes run on `workers` dedicated threads at the lowest priority ([`HashPriority`]): they use
+/// every idle cycle, but the async runtime's threads — the cheap RPCs, the event loops — take
+/// the CPU the moment they need it, so a login flood does not raise everyone else's latency.
 #[derive(Debug, Clone)]
 pub struct Passwords {
     jobs: std::sync::mpsc::SyncSender<Job>,
@@ -168,9 +172,10 @@ pub struct Passwords {
 }
 
 impl Passwords {
-    /// `workers` hashes at once (the cores), plus `queue_budget` waiting, in the idle class.
+    /// `workers` hashes at once (the cores), plus `queue_budget` waiting, at the default
+    /// priority.
     pub fn new(workers: usize, queue_budget: usize) -> Result<Self, PasswordError> {
-        Self::with_priority(workers, queue_budget, HashPriority::Idle)
+        Self::with_priority(workers, queue_budget, HashPriority::default())
     }
 
     pub fn with_priority(

@@ -429,18 +429,18 @@ impl Platform {
             AuthConfig {
                 password_workers: cores,
                 // Room for every login of a phase: a machine busy elsewhere starves the
-                // idle-priority hashing threads, and this run measures latency, not refusals.
+                // low-priority hashing threads, and this run measures latency, not refusals.
                 password_queue: 1024,
                 // Registrations stay in auth's outbox: this run's users are made ACTIVE below.
                 relay: false,
                 limits: super::unlimited_auth_limits(),
                 // The smoke run shares the machine with CI's compiles and tests, where
-                // idle-class hashing may get no CPU for seconds: there it hashes at normal
+                // low-priority hashing gets a sliver of the CPU: there it hashes at normal
                 // priority, as the auth scenario does.
                 password_priority: if quick {
                     HashPriority::Normal
                 } else {
-                    HashPriority::Idle
+                    HashPriority::default()
                 },
                 ..AuthConfig::default()
             },
