@@ -2,10 +2,10 @@
 //! p = 1), computed off the async runtime.
 //!
 //! A hash costs tens of milliseconds of CPU, so it runs on a pool of dedicated threads, one per
-//! core, at the lowest priority (nice 19), inside the caller's span. Beyond that, at most `queue_budget` calls may
-//! wait; the next is refused at once with [`PasswordError::Busy`] (the service answers
-//! `RESOURCE_EXHAUSTED`), so a login flood degrades into fast refusals instead of a queue that
-//! grows until every request times out, and cheap RPCs keep their cores.
+//! core, at the lowest priority (nice 19), inside the caller's span. Beyond that, at most
+//! `queue_budget` calls may wait; the next is refused at once with [`PasswordError::Busy`] (the
+//! service answers `RESOURCE_EXHAUSTED`), so a login flood degrades into fast refusals instead
+//! of a queue that grows until every request times out, and cheap RPCs keep their cores.
 //!
 //! An unknown account still costs one verification (against a fixed dummy hash), so response
 //! time does not reveal which accounts exist.
