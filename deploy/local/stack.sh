@@ -170,10 +170,16 @@ wait_ready() {
 stop_pid() {
   local svc=$1 pid=$2
   kill -TERM "$pid" 2>/dev/null || true
+  wait_gone "$svc" "$pid"
+}
+
+# Wait, with a deadline, for a process told to stop to be gone; SIGKILL it past the deadline.
+wait_gone() {
+  local svc=$1 pid=$2
   local deadline=$((SECONDS + TIMEOUT))
   while proc_is "$pid" "$(comm_of "$svc")"; do
     if ((SECONDS >= deadline)); then
-      say "warning: $svc (pid $pid) ignored SIGTERM for ${TIMEOUT}s; sending SIGKILL"
+      say "warning: $svc (pid $pid) still running ${TIMEOUT}s after it was told to stop; sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
       sleep 0.5
       break
@@ -601,6 +607,9 @@ cmd_down() {
     if find_pg_bin; then
       as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t "$TIMEOUT" stop >/dev/null ||
         die "pg_ctl stop failed; see $PG_DIR/postgres.log"
+      # pg_ctl returns once postmaster.pid is gone, which the postmaster deletes on its way out,
+      # a moment before it exits: wait for the process too, so `down` means stopped.
+      wait_gone postgres "$pid"
     else
       stop_pid postgres "$pid" # SIGTERM to the postmaster is PostgreSQL's "smart" shutdown
     fi
