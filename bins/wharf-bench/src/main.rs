@@ -63,23 +63,11 @@ async fn main() -> anyhow::Result<()> {
         bench.tag()
     );
     if !params.only.is_empty() {
-        let outcome = tokio::select! {
-            outcome = scenarios::run_some(&bench, &params) => outcome,
-            signal = tokio::signal::ctrl_c() => {
-                signal.context("failed to listen for ctrl-c")?;
-                Err(anyhow::anyhow!("interrupted"))
-            }
-        };
+        let outcome = until_signalled(Box::pin(scenarios::run_some(&bench, &params))).await;
         bench.cleanup().await;
         return outcome;
     }
-    let outcome = tokio::select! {
-        outcome = scenarios::run_all(&bench, &params) => outcome,
-        signal = tokio::signal::ctrl_c() => {
-            signal.context("failed to listen for ctrl-c")?;
-            Err(anyhow::anyhow!("interrupted"))
-        }
-    };
+    let outcome = until_signalled(Box::pin(scenarios::run_all(&bench, &params))).await;
     let machine = machine::describe(&bench).await;
     bench.cleanup().await;
     let results = outcome?;
@@ -96,4 +84,13 @@ async fn main() -> anyhow::Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Runs `run` until it ends or the first SIGINT or SIGTERM, so an interrupted run still deletes
+/// its database and streams (a second signal exits at once, without them).
+async fn until_signalled<T>(run: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::select! {
+        outcome = run => outcome,
+        () = wharf_runtime::shutdown::signal() => Err(anyhow::anyhow!("interrupted")),
+    }
 }

@@ -128,6 +128,57 @@ async fn quick_run_reports_every_scenario_and_cleans_up() {
     assert_cleaned_up(&logged).await;
 }
 
+/// A run stopped by SIGTERM in the middle of a scenario (as `kill`, a CI timeout or systemd
+/// stops it) still drops its database and deletes its streams.
+#[tokio::test]
+async fn a_terminated_run_still_cleans_up() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf-bench"))
+        .args(["--only", "latency"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn wharf-bench");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr piped")).lines();
+    let mut logged = String::new();
+    // The latency scenario announces its 10 s open-loop phase once its streams, database and
+    // pipeline are up: stop it there.
+    let in_the_middle = async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            logged.push_str(&line);
+            logged.push('\n');
+            if line.starts_with("wharf-bench: latency: ") && line.contains("open loop") {
+                return;
+            }
+        }
+        panic!("wharf-bench ended before its latency phase:\n{logged}");
+    };
+    tokio::time::timeout(DEADLINE, in_the_middle)
+        .await
+        .expect("the latency phase starts");
+    let pid = child.id().expect("still running").to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("run kill");
+    assert!(killed.success(), "kill -TERM {pid} failed");
+    while let Some(line) = lines.next_line().await.expect("read stderr") {
+        logged.push_str(&line);
+        logged.push('\n');
+    }
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("wharf-bench exits after SIGTERM")
+        .expect("wait for wharf-bench");
+    assert!(!status.success(), "an interrupted run fails:\n{logged}");
+    assert!(logged.contains("interrupted"), "{logged}");
+
+    assert_cleaned_up(&logged).await;
+}
+
 fn assert_positive(report: &Value, pointer: &str) {
     let value = report
         .pointer(pointer)
