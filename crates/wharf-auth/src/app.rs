@@ -17,7 +17,7 @@ use wharf_runtime::db::{self, DatabaseConfig, SchemaError, SchemaMigrations};
 use wharf_tokens::{KeyConfigError, TokensConfig};
 
 use crate::config::{AuthConfig, AuthConfigError};
-use crate::password::{PasswordError, Passwords};
+use crate::password::{HashPlacement, PasswordError, Passwords};
 use crate::saga::{self, OnProfileCreated, OnProfileCreationFailed};
 use crate::service::{AuthHandlers, LoginStep, Parts};
 use crate::sessions::Sessions;
@@ -132,10 +132,13 @@ impl App {
             tokens: Arc::new(tokens),
             sessions: Sessions::new(redis.clone(), prefix.clone()),
             limiter: RateLimiter::new(redis, prefix),
-            passwords: Passwords::with_priority(
+            passwords: Passwords::with_placement(
                 workers,
                 config.password_queue,
-                config.password_priority,
+                &HashPlacement {
+                    priority: config.password_priority,
+                    cgroup: config.password_cgroup.clone(),
+                },
             )?,
             publisher: AckedPublisher::new(js.clone(), deps.namespace.clone()),
             outbox,

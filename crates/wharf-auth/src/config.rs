@@ -25,6 +25,9 @@ pub struct AuthConfig {
     pub password_queue: usize,
     /// CPU priority of the hashing threads: `low` (nice 19, the default), `idle` or `normal`.
     pub password_priority: crate::password::HashPriority,
+    /// A cgroup directory (made with `cpu.idle = 1`) the hashing threads move into, so their
+    /// CPU is not charged to the service's group; unset, they stay in the process's group.
+    pub password_cgroup: Option<std::path::PathBuf>,
     /// Take the client address from `x-forwarded-for` (set by the gateway). Only enable
     /// behind a proxy that overwrites the header, or clients choose their own address.
     pub trust_forwarded_for: bool,
@@ -44,6 +47,7 @@ impl Default for AuthConfig {
             password_workers: 0,
             password_queue: 8,
             password_priority: crate::password::HashPriority::default(),
+            password_cgroup: None,
             trust_forwarded_for: false,
             relay: true,
             limits: AuthLimits::default(),
@@ -99,6 +103,10 @@ pub enum AuthConfigError {
     BadLimit(&'static str),
     #[error("auth.saga.give_up_after must exceed auth.saga.retry_after")]
     SagaDeadlines,
+    #[error(
+        "auth.password_cgroup ({0}) is not a cgroup directory: it has neither cgroup.threads nor tasks"
+    )]
+    NotACgroup(std::path::PathBuf),
 }
 
 impl AuthConfig {
@@ -114,6 +122,11 @@ impl AuthConfig {
         }
         if self.saga.give_up_after <= self.saga.retry_after {
             return Err(AuthConfigError::SagaDeadlines);
+        }
+        if let Some(cgroup) = &self.password_cgroup
+            && !crate::cgroup::is_cgroup(cgroup)
+        {
+            return Err(AuthConfigError::NotACgroup(cgroup.clone()));
         }
         let limits = &self.limits;
         for (name, limit) in [

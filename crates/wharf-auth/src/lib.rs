@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod cgroup;
 pub mod config;
 pub mod password;
 pub mod reconcile;

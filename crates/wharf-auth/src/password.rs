@@ -9,7 +9,14 @@
 //!
 //! An unknown account still costs one verification (against a fixed dummy hash), so response
 //! time does not reveal which accounts exist.
+//!
+//! A niced thread yields only to the threads of its own scheduling group: with the kernel's
+//! autogroups (a session each) or a cgroup per service, the hashes are charged to the whole
+//! service, whose runtime threads then wait behind other processes. [`HashPlacement::cgroup`]
+//! moves the hashing threads into a cgroup of their own (made with `cpu.idle = 1`), so they
+//! compete with nothing but idle time.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -157,6 +164,34 @@ impl HashPriority {
     }
 }
 
+/// Where the hashing threads run: their priority and, optionally, a cgroup of their own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HashPlacement {
+    pub priority: HashPriority,
+    /// A cgroup directory the hashing threads join (cgroup v2: a threaded cgroup in the
+    /// service's own subtree, through its `cgroup.threads`; v1: any `cpu` cgroup, through its
+    /// `tasks`). Made with `cpu.idle = 1`, it takes the hashes out of the service's share of
+    /// the CPU. `None` (the default): they stay in the process's group.
+    pub cgroup: Option<PathBuf>,
+}
+
+impl HashPlacement {
+    /// Applies the placement to the calling thread; what the kernel refuses is logged and the
+    /// thread hashes where it is.
+    fn apply(&self) {
+        self.priority.apply();
+        if let Some(cgroup) = &self.cgroup
+            && let Err(err) = crate::cgroup::join(cgroup)
+        {
+            tracing::warn!(
+                %err,
+                cgroup = %cgroup.display(),
+                "cannot move a password thread into its cgroup"
+            );
+        }
+    }
+}
+
 /// The bounded argon2id pool.
 ///
 /// Hashes run on `workers` dedicated threads at the lowest priority ([`HashPriority`]): they use
@@ -173,15 +208,15 @@ pub struct Passwords {
 
 impl Passwords {
     /// `workers` hashes at once (the cores), plus `queue_budget` waiting, at the default
-    /// priority.
+    /// priority, in the process's own group.
     pub fn new(workers: usize, queue_budget: usize) -> Result<Self, PasswordError> {
-        Self::with_priority(workers, queue_budget, HashPriority::default())
+        Self::with_placement(workers, queue_budget, &HashPlacement::default())
     }
 
-    pub fn with_priority(
+    pub fn with_placement(
         workers: usize,
         queue_budget: usize,
-        priority: HashPriority,
+        placement: &HashPlacement,
     ) -> Result<Self, PasswordError> {
         let dummy_hash = Argon2::default()
             .hash_password(b"wharf dummy password for unknown accounts")
@@ -194,10 +229,11 @@ impl Passwords {
         let receiver = Arc::new(std::sync::Mutex::new(receiver));
         for index in 0..workers {
             let receiver = Arc::clone(&receiver);
+            let placement = placement.clone();
             std::thread::Builder::new()
                 .name(format!("wharf-argon2-{index}"))
                 .spawn(move || {
-                    priority.apply();
+                    placement.apply();
                     let mut workspace = Workspace::default();
                     loop {
                         let job = match receiver.lock() {

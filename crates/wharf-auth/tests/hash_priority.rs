@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use wharf_auth::password::{HashPriority, Passwords};
+use wharf_auth::password::{HashPlacement, HashPriority, Passwords};
 
 const SCHED_OTHER: u32 = 0;
 const SCHED_IDLE: u32 = 5;
@@ -53,7 +53,11 @@ async fn priority_of_a_new_pool(priority: HashPriority) -> (i32, u32, Passwords)
         .into_iter()
         .map(|(tid, _, _)| tid)
         .collect();
-    let passwords = Passwords::with_priority(1, 0, priority).unwrap();
+    let placement = HashPlacement {
+        priority,
+        cgroup: None,
+    };
+    let passwords = Passwords::with_placement(1, 0, &placement).unwrap();
     passwords.hash("a password to hash".into()).await.unwrap();
     let new: Vec<_> = threads_named("wharf-argon2-0")
         .into_iter()
