@@ -21,7 +21,7 @@ use argon2::Argon2;
 use argon2::password_hash::PasswordHasher;
 use serde::Serialize;
 use tonic::transport::Channel;
-use wharf_auth::password::{HashPriority, Workspace};
+use wharf_auth::password::Workspace;
 use wharf_auth::{App, AuthConfig, Deps};
 use wharf_proto::wharf::auth::v1::auth_service_client::AuthServiceClient;
 use wharf_proto::wharf::auth::v1::{GetJwksRequest, LoginRequest, RegisterRequest};
@@ -78,6 +78,9 @@ pub struct AuthRun {
     pub cheap_stalls_loaded: StallSummary,
     /// Per round: (A1 verifies/s, logins/s alone, cheap p99 alone, cheap p99 under logins).
     pub per_round: Vec<(f64, f64, f64, f64)>,
+    /// The idle cgroup the hashing threads ran in (see [`super::hash_placement`]); `None`: the
+    /// process's own group.
+    pub hash_cgroup: Option<String>,
 }
 
 pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
@@ -148,6 +151,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
         cheap_unloaded.add(&alone).context("histogram bounds")?;
         cheap_loaded.add(&loaded).context("histogram bounds")?;
     }
+    let hash_cgroup = service.hash_cgroup();
     service.stop().await;
 
     Ok(AuthRun {
@@ -167,6 +171,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
         cheap_stalls_alone: StallSummary::combined(&stalls_alone),
         cheap_stalls_loaded: StallSummary::combined(&stalls_loaded),
         per_round,
+        hash_cgroup,
     })
 }
 
@@ -212,6 +217,8 @@ struct Service {
     logins: Arc<AtomicU64>,
     pool: sqlx::PgPool,
     redis: RedisConfig,
+    /// Outlives the service: removed once its hashing threads are gone.
+    hash_cgroup: Option<wharf_auth::cgroup::IdleCgroup>,
 }
 
 impl Service {
@@ -224,21 +231,15 @@ impl Service {
         };
         let mut tokens = TokensConfig::default();
         tokens.with_development_key();
+        let (placement, hash_cgroup) = super::hash_placement(env, "auth", quick);
         let config = AuthConfig {
             // Room for every client: this run measures throughput, not refusals.
             password_workers: cores,
             password_queue: LOGIN_CLIENTS_PER_CORE * cores,
             relay: false,
             limits: super::unlimited_auth_limits(),
-            // The smoke run (`--quick`) shares the machine with other work — CI compiles and
-            // tests beside it — where low-priority hashing gets a sliver of the CPU and few
-            // logins would finish. It checks that logins work, not how fast: hash at normal
-            // priority there.
-            password_priority: if quick {
-                HashPriority::Normal
-            } else {
-                HashPriority::default()
-            },
+            password_priority: placement.priority,
+            password_cgroup: placement.cgroup,
             ..AuthConfig::default()
         };
         let AuthServed {
@@ -260,7 +261,14 @@ impl Service {
             logins: Arc::new(AtomicU64::new(0)),
             pool,
             redis,
+            hash_cgroup,
         })
+    }
+
+    fn hash_cgroup(&self) -> Option<String> {
+        self.hash_cgroup
+            .as_ref()
+            .map(|cgroup| cgroup.path().display().to_string())
     }
 
     async fn client(&self) -> anyhow::Result<AuthServiceClient<Channel>> {

@@ -30,7 +30,6 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use wharf_auth::AuthConfig;
-use wharf_auth::password::HashPriority;
 use wharf_events::Topology;
 use wharf_proto::Event;
 use wharf_proto::wharf::auth::v1::auth_service_client::AuthServiceClient;
@@ -374,6 +373,9 @@ struct Platform {
     pool: sqlx::PgPool,
     redis: RedisConfig,
     running: Running,
+    /// auth's hashing threads' cgroup (see [`super::hash_placement`]), removed with the
+    /// platform.
+    _hash_cgroup: Option<wharf_auth::cgroup::IdleCgroup>,
 }
 
 /// A running social service.
@@ -418,6 +420,7 @@ impl Platform {
             ..RedisConfig::default()
         };
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let (placement, hash_cgroup) = super::hash_placement(env, "isolation", quick);
         let auth = wharf_auth::App::build(
             wharf_auth::Deps {
                 database: database.clone(),
@@ -434,14 +437,8 @@ impl Platform {
                 // Registrations stay in auth's outbox: this run's users are made ACTIVE below.
                 relay: false,
                 limits: super::unlimited_auth_limits(),
-                // The smoke run shares the machine with CI's compiles and tests, where
-                // low-priority hashing gets a sliver of the CPU: there it hashes at normal
-                // priority, as the auth scenario does.
-                password_priority: if quick {
-                    HashPriority::Normal
-                } else {
-                    HashPriority::default()
-                },
+                password_priority: placement.priority,
+                password_cgroup: placement.cgroup,
                 ..AuthConfig::default()
             },
             &tokens_config,
@@ -482,6 +479,7 @@ impl Platform {
             pool,
             redis,
             running,
+            _hash_cgroup: hash_cgroup,
         })
     }
 

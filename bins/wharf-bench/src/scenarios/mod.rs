@@ -114,6 +114,13 @@ pub async fn run_some(env: &BenchEnv, params: &Params) -> anyhow::Result<()> {
             "auth: machine stalls seen by the GetJwks pacer: alone [{}], under logins [{}]",
             run.cheap_stalls_alone, run.cheap_stalls_loaded,
         ));
+        progress(&format!(
+            "auth: hashing threads in {}",
+            run.hash_cgroup.as_deref().map_or_else(
+                || "the process's group (no idle cgroup could be made here)".to_owned(),
+                |cgroup| format!("their own idle cgroup {cgroup}")
+            )
+        ));
     }
     if wanted(Scenario::Trading) {
         let run = trading::run(env, params).await?;
@@ -361,6 +368,38 @@ pub fn place_request(key: &str) -> wharf_proto::wharf::trading::v1::PlaceOrderRe
 }
 
 /// Auth limits out of reach: the scenarios measure throughput and latency, not refusals.
+/// Where a benchmark's auth service hashes, as the README's deployment notes advise: at the
+/// default priority, in an idle cgroup of the run's own where the machine lets the bench make
+/// one (root, cgroup-v1 `cpu` hierarchy); without one, in the process's group (the run
+/// reports which).
+///
+/// The smoke run (`--quick`) shares the machine with CI's compiles and tests, where
+/// low-priority hashing gets a sliver of the CPU and few logins would finish. It checks that
+/// logins work, not how fast: it hashes at normal priority, in the process's group.
+pub fn hash_placement(
+    env: &BenchEnv,
+    name: &str,
+    quick: bool,
+) -> (
+    wharf_auth::password::HashPlacement,
+    Option<wharf_auth::cgroup::IdleCgroup>,
+) {
+    use wharf_auth::password::{HashPlacement, HashPriority};
+    if quick {
+        let placement = HashPlacement {
+            priority: HashPriority::Normal,
+            cgroup: None,
+        };
+        return (placement, None);
+    }
+    let cgroup = wharf_auth::cgroup::IdleCgroup::create(&format!("{}-{name}-hash", env.tag()));
+    let placement = HashPlacement {
+        priority: HashPriority::default(),
+        cgroup: cgroup.as_ref().map(|cgroup| cgroup.path().to_owned()),
+    };
+    (placement, cgroup)
+}
+
 pub fn unlimited_auth_limits() -> wharf_auth::AuthLimits {
     let unlimited = wharf_resilience::Limit::new(1_000_000, Duration::from_secs(1));
     wharf_auth::AuthLimits {
