@@ -123,6 +123,21 @@ async fn a_cgroup_that_cannot_be_joined_leaves_hashing_working() {
 }
 
 #[test]
+fn the_password_cgroup_is_read_from_configuration() {
+    let config: AuthConfig = wharf_runtime::config::load(None, &[]).unwrap();
+    assert_eq!(config.password_cgroup, None, "unset by default");
+    let config: AuthConfig = wharf_runtime::config::load(
+        None,
+        &["password_cgroup=/sys/fs/cgroup/cpu/wharf-auth-hash".to_owned()],
+    )
+    .unwrap();
+    assert_eq!(
+        config.password_cgroup,
+        Some(PathBuf::from("/sys/fs/cgroup/cpu/wharf-auth-hash"))
+    );
+}
+
+#[test]
 fn a_password_cgroup_that_is_not_a_cgroup_is_a_config_error() {
     let dir = tempfile_dir();
     let config = AuthConfig {

@@ -220,8 +220,10 @@ pub fn render(report: &Report) -> String {
         auth.cheap_loaded.p99_ms
     ));
     out.push_str(&format!(
-        "  machine stalls seen by GetJwks' pacer: alone [{}], under logins [{}]\n",
-        auth.cheap_stalls_alone, auth.cheap_stalls_loaded,
+        "  machine stalls seen by GetJwks' pacer: alone [{}], under logins [{}]\n  {}\n",
+        auth.cheap_stalls_alone,
+        auth.cheap_stalls_loaded,
+        auth.hashing_threads(),
     ));
     let trading = &results.trading;
     out.push_str(&format!(

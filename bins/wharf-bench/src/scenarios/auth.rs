@@ -83,6 +83,16 @@ pub struct AuthRun {
     pub hash_cgroup: Option<String>,
 }
 
+impl AuthRun {
+    /// Where the hashing threads ran, for the report.
+    pub fn hashing_threads(&self) -> String {
+        self.hash_cgroup.as_deref().map_or_else(
+            || "hashing threads in the process's group (no idle cgroup could be made here)".into(),
+            |cgroup| format!("hashing threads in their own idle cgroup {cgroup}"),
+        )
+    }
+}
+
 pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let (rounds, round) = if params.quick {

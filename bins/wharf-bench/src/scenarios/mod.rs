@@ -114,13 +114,7 @@ pub async fn run_some(env: &BenchEnv, params: &Params) -> anyhow::Result<()> {
             "auth: machine stalls seen by the GetJwks pacer: alone [{}], under logins [{}]",
             run.cheap_stalls_alone, run.cheap_stalls_loaded,
         ));
-        progress(&format!(
-            "auth: hashing threads in {}",
-            run.hash_cgroup.as_deref().map_or_else(
-                || "the process's group (no idle cgroup could be made here)".to_owned(),
-                |cgroup| format!("their own idle cgroup {cgroup}")
-            )
-        ));
+        progress(&format!("auth: {}", run.hashing_threads()));
     }
     if wanted(Scenario::Trading) {
         let run = trading::run(env, params).await?;
