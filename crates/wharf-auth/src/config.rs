@@ -25,8 +25,9 @@ pub struct AuthConfig {
     pub password_queue: usize,
     /// CPU priority of the hashing threads: `low` (nice 19, the default), `idle` or `normal`.
     pub password_priority: crate::password::HashPriority,
-    /// A cgroup directory (made with `cpu.idle = 1`) the hashing threads move into, so their
-    /// CPU is not charged to the service's group; unset, they stay in the process's group.
+    /// A cgroup directory the hashing threads move into (cgroup v1: made with
+    /// `cpu.idle = 1`, so their CPU is not charged to the service's group; see
+    /// [`crate::password::HashPlacement::cgroup`]); unset, they stay in the process's group.
     pub password_cgroup: Option<std::path::PathBuf>,
     /// Take the client address from `x-forwarded-for` (set by the gateway). Only enable
     /// behind a proxy that overwrites the header, or clients choose their own address.

@@ -13,8 +13,8 @@
 //! A niced thread yields only to the threads of its own scheduling group: with the kernel's
 //! autogroups (a session each) or a cgroup per service, the hashes are charged to the whole
 //! service, whose runtime threads then wait behind other processes. [`HashPlacement::cgroup`]
-//! moves the hashing threads into a cgroup of their own (made with `cpu.idle = 1`), so they
-//! compete with nothing but idle time.
+//! moves the hashing threads into a cgroup of their own (cgroup v1, made with
+//! `cpu.idle = 1`), so they compete with nothing but idle time.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -168,26 +168,29 @@ impl HashPriority {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HashPlacement {
     pub priority: HashPriority,
-    /// A cgroup directory the hashing threads join (cgroup v2: a threaded cgroup in the
-    /// service's own subtree, through its `cgroup.threads`; v1: any `cpu` cgroup, through its
-    /// `tasks`). Made with `cpu.idle = 1`, it takes the hashes out of the service's share of
-    /// the CPU. `None` (the default): they stay in the process's group.
+    /// A cgroup directory the hashing threads join before their first hash; one that cannot
+    /// be joined fails the pool's start. With cgroup v1, a `cpu` cgroup made with
+    /// `cpu.idle = 1` takes the hashes out of the service's share of the CPU. With cgroup v2 a
+    /// thread can only join a threaded cgroup inside its own process's cgroup, where its time
+    /// still counts against the service: there it only ranks the hashes below the service's
+    /// other threads. `None` (the default): they stay in the process's group.
     pub cgroup: Option<PathBuf>,
 }
 
 impl HashPlacement {
-    /// Applies the placement to the calling thread; what the kernel refuses is logged and the
-    /// thread hashes where it is.
-    fn apply(&self) {
+    /// Applies the placement to the calling thread. A priority the kernel refuses is logged
+    /// (a container may forbid it) and the thread hashes at its own; a cgroup it cannot join
+    /// is an error: the operator asked for it.
+    fn apply(&self) -> Result<(), String> {
         self.priority.apply();
-        if let Some(cgroup) = &self.cgroup
-            && let Err(err) = crate::cgroup::join(cgroup)
-        {
-            tracing::warn!(
-                %err,
-                cgroup = %cgroup.display(),
-                "cannot move a password thread into its cgroup"
-            );
+        match &self.cgroup {
+            Some(cgroup) => crate::cgroup::join(cgroup).map_err(|err| {
+                format!(
+                    "cannot move a password thread into the cgroup {}: {err}",
+                    cgroup.display()
+                )
+            }),
+            None => Ok(()),
         }
     }
 }
@@ -227,13 +230,16 @@ impl Passwords {
         // Admission is bounded by the semaphore; the channel only needs room for what it admits.
         let (jobs, receiver) = std::sync::mpsc::sync_channel::<Job>(capacity);
         let receiver = Arc::new(std::sync::Mutex::new(receiver));
+        let (placed, placements) = std::sync::mpsc::channel();
         for index in 0..workers {
             let receiver = Arc::clone(&receiver);
             let placement = placement.clone();
+            let placed = placed.clone();
             std::thread::Builder::new()
                 .name(format!("wharf-argon2-{index}"))
                 .spawn(move || {
-                    placement.apply();
+                    let _ = placed.send(placement.apply());
+                    drop(placed);
                     let mut workspace = Workspace::default();
                     loop {
                         let job = match receiver.lock() {
@@ -248,6 +254,20 @@ impl Passwords {
                     }
                 })
                 .map_err(|err| PasswordError::Internal(err.to_string()))?;
+        }
+        drop(placed);
+        // Each thread places itself before its first job. On an error, returning drops `jobs`,
+        // and the threads already started end.
+        for _ in 0..workers {
+            match placements.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => return Err(PasswordError::Internal(reason)),
+                Err(_) => {
+                    return Err(PasswordError::Internal(
+                        "a password thread ended before it started".to_owned(),
+                    ));
+                }
+            }
         }
         Ok(Self {
             jobs,

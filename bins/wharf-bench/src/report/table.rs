@@ -221,9 +221,7 @@ pub fn render(report: &Report) -> String {
     ));
     out.push_str(&format!(
         "  machine stalls seen by GetJwks' pacer: alone [{}], under logins [{}]\n  {}\n",
-        auth.cheap_stalls_alone,
-        auth.cheap_stalls_loaded,
-        auth.hashing_threads(),
+        auth.cheap_stalls_alone, auth.cheap_stalls_loaded, auth.hashing_threads,
     ));
     let trading = &results.trading;
     out.push_str(&format!(

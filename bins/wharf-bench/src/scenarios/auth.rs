@@ -78,19 +78,9 @@ pub struct AuthRun {
     pub cheap_stalls_loaded: StallSummary,
     /// Per round: (A1 verifies/s, logins/s alone, cheap p99 alone, cheap p99 under logins).
     pub per_round: Vec<(f64, f64, f64, f64)>,
-    /// The idle cgroup the hashing threads ran in (see [`super::hash_placement`]); `None`: the
-    /// process's own group.
-    pub hash_cgroup: Option<String>,
-}
-
-impl AuthRun {
-    /// Where the hashing threads ran, for the report.
-    pub fn hashing_threads(&self) -> String {
-        self.hash_cgroup.as_deref().map_or_else(
-            || "hashing threads in the process's group (no idle cgroup could be made here)".into(),
-            |cgroup| format!("hashing threads in their own idle cgroup {cgroup}"),
-        )
-    }
+    /// Where the hashing threads ran, read back at the end of the run (see
+    /// [`super::Hashing`]).
+    pub hashing_threads: String,
 }
 
 pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
@@ -161,7 +151,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
         cheap_unloaded.add(&alone).context("histogram bounds")?;
         cheap_loaded.add(&loaded).context("histogram bounds")?;
     }
-    let hash_cgroup = service.hash_cgroup();
+    let hashing_threads = service.hashing.describe();
     service.stop().await;
 
     Ok(AuthRun {
@@ -181,7 +171,7 @@ pub async fn run(env: &BenchEnv, params: &Params) -> anyhow::Result<AuthRun> {
         cheap_stalls_alone: StallSummary::combined(&stalls_alone),
         cheap_stalls_loaded: StallSummary::combined(&stalls_loaded),
         per_round,
-        hash_cgroup,
+        hashing_threads,
     })
 }
 
@@ -227,8 +217,8 @@ struct Service {
     logins: Arc<AtomicU64>,
     pool: sqlx::PgPool,
     redis: RedisConfig,
-    /// Outlives the service: removed once its hashing threads are gone.
-    hash_cgroup: Option<wharf_auth::cgroup::IdleCgroup>,
+    /// Dropped after the service (its cgroup sends any hashing thread still in it home).
+    hashing: super::Hashing,
 }
 
 impl Service {
@@ -241,15 +231,15 @@ impl Service {
         };
         let mut tokens = TokensConfig::default();
         tokens.with_development_key();
-        let (placement, hash_cgroup) = super::hash_placement(env, "auth", quick);
+        let hashing = super::Hashing::for_run(env, "auth", quick);
         let config = AuthConfig {
             // Room for every client: this run measures throughput, not refusals.
             password_workers: cores,
             password_queue: LOGIN_CLIENTS_PER_CORE * cores,
             relay: false,
             limits: super::unlimited_auth_limits(),
-            password_priority: placement.priority,
-            password_cgroup: placement.cgroup,
+            password_priority: hashing.placement.priority,
+            password_cgroup: hashing.placement.cgroup.clone(),
             ..AuthConfig::default()
         };
         let AuthServed {
@@ -271,14 +261,8 @@ impl Service {
             logins: Arc::new(AtomicU64::new(0)),
             pool,
             redis,
-            hash_cgroup,
+            hashing,
         })
-    }
-
-    fn hash_cgroup(&self) -> Option<String> {
-        self.hash_cgroup
-            .as_ref()
-            .map(|cgroup| cgroup.path().display().to_string())
     }
 
     async fn client(&self) -> anyhow::Result<AuthServiceClient<Channel>> {

@@ -373,9 +373,8 @@ struct Platform {
     pool: sqlx::PgPool,
     redis: RedisConfig,
     running: Running,
-    /// auth's hashing threads' cgroup (see [`super::hash_placement`]), removed with the
-    /// platform.
-    _hash_cgroup: Option<wharf_auth::cgroup::IdleCgroup>,
+    /// Where auth hashes (see [`super::Hashing`]); its cgroup is removed with the platform.
+    _hashing: super::Hashing,
 }
 
 /// A running social service.
@@ -420,7 +419,7 @@ impl Platform {
             ..RedisConfig::default()
         };
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let (placement, hash_cgroup) = super::hash_placement(env, "isolation", quick);
+        let hashing = super::Hashing::for_run(env, "isolation", quick);
         let auth = wharf_auth::App::build(
             wharf_auth::Deps {
                 database: database.clone(),
@@ -437,8 +436,8 @@ impl Platform {
                 // Registrations stay in auth's outbox: this run's users are made ACTIVE below.
                 relay: false,
                 limits: super::unlimited_auth_limits(),
-                password_priority: placement.priority,
-                password_cgroup: placement.cgroup,
+                password_priority: hashing.placement.priority,
+                password_cgroup: hashing.placement.cgroup.clone(),
                 ..AuthConfig::default()
             },
             &tokens_config,
@@ -479,7 +478,7 @@ impl Platform {
             pool,
             redis,
             running,
-            _hash_cgroup: hash_cgroup,
+            _hashing: hashing,
         })
     }
 

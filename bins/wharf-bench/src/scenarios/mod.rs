@@ -114,7 +114,7 @@ pub async fn run_some(env: &BenchEnv, params: &Params) -> anyhow::Result<()> {
             "auth: machine stalls seen by the GetJwks pacer: alone [{}], under logins [{}]",
             run.cheap_stalls_alone, run.cheap_stalls_loaded,
         ));
-        progress(&format!("auth: {}", run.hashing_threads()));
+        progress(&format!("auth: {}", run.hashing_threads));
     }
     if wanted(Scenario::Trading) {
         let run = trading::run(env, params).await?;
@@ -361,39 +361,68 @@ pub fn place_request(key: &str) -> wharf_proto::wharf::trading::v1::PlaceOrderRe
     }
 }
 
-/// Auth limits out of reach: the scenarios measure throughput and latency, not refusals.
 /// Where a benchmark's auth service hashes, as the README's deployment notes advise: at the
 /// default priority, in an idle cgroup of the run's own where the machine lets the bench make
-/// one (root, cgroup-v1 `cpu` hierarchy); without one, in the process's group (the run
-/// reports which).
+/// one (root, cgroup-v1 `cpu` hierarchy); without one, in the process's group. The report
+/// says which, and why.
 ///
 /// The smoke run (`--quick`) shares the machine with CI's compiles and tests, where
 /// low-priority hashing gets a sliver of the CPU and few logins would finish. It checks that
 /// logins work, not how fast: it hashes at normal priority, in the process's group.
-pub fn hash_placement(
-    env: &BenchEnv,
-    name: &str,
-    quick: bool,
-) -> (
-    wharf_auth::password::HashPlacement,
-    Option<wharf_auth::cgroup::IdleCgroup>,
-) {
-    use wharf_auth::password::{HashPlacement, HashPriority};
-    if quick {
-        let placement = HashPlacement {
-            priority: HashPriority::Normal,
-            cgroup: None,
-        };
-        return (placement, None);
-    }
-    let cgroup = wharf_auth::cgroup::IdleCgroup::create(&format!("{}-{name}-hash", env.tag()));
-    let placement = HashPlacement {
-        priority: HashPriority::default(),
-        cgroup: cgroup.as_ref().map(|cgroup| cgroup.path().to_owned()),
-    };
-    (placement, cgroup)
+pub struct Hashing {
+    pub placement: wharf_auth::password::HashPlacement,
+    /// The run's idle cgroup (kept until the service is gone), or why there is none.
+    cgroup: Result<wharf_auth::cgroup::IdleCgroup, String>,
 }
 
+impl Hashing {
+    pub fn for_run(env: &BenchEnv, name: &str, quick: bool) -> Self {
+        use wharf_auth::password::{HashPlacement, HashPriority};
+        if quick {
+            return Self {
+                placement: HashPlacement {
+                    priority: HashPriority::Normal,
+                    cgroup: None,
+                },
+                cgroup: Err("a smoke run hashes at normal priority".to_owned()),
+            };
+        }
+        let cgroup = wharf_auth::cgroup::IdleCgroup::create(&format!("{}-{name}-hash", env.tag()))
+            .map_err(|err| err.to_string());
+        let placement = HashPlacement {
+            priority: HashPriority::default(),
+            cgroup: cgroup.as_ref().ok().map(|cgroup| cgroup.path().to_owned()),
+        };
+        Self { placement, cgroup }
+    }
+
+    /// Where the hashing threads are now, read back from the cgroup (call it while the
+    /// service runs).
+    pub fn describe(&self) -> String {
+        match &self.cgroup {
+            Ok(cgroup) => match cgroup.members() {
+                Ok(members) if !members.is_empty() => format!(
+                    "hashing threads in their own idle cgroup {} ({} threads)",
+                    cgroup.path().display(),
+                    members.len()
+                ),
+                Ok(_) => format!(
+                    "hashing threads NOT in their idle cgroup {}: it is empty",
+                    cgroup.path().display()
+                ),
+                Err(err) => format!(
+                    "hashing threads in an idle cgroup {} that cannot be read: {err}",
+                    cgroup.path().display()
+                ),
+            },
+            Err(reason) => {
+                format!("hashing threads in the process's group (no idle cgroup: {reason})")
+            }
+        }
+    }
+}
+
+/// Auth limits out of reach: the scenarios measure throughput and latency, not refusals.
 pub fn unlimited_auth_limits() -> wharf_auth::AuthLimits {
     let unlimited = wharf_resilience::Limit::new(1_000_000, Duration::from_secs(1));
     wharf_auth::AuthLimits {
