@@ -19,13 +19,6 @@ pub fn join(dir: &Path) -> io::Result<()> {
         .write_all(b"0")
 }
 
-/// Whether `dir` looks like a cgroup (has a file threads are written to).
-pub fn is_cgroup(dir: &Path) -> bool {
-    ["cgroup.threads", "tasks"]
-        .iter()
-        .any(|file| dir.join(file).is_file())
-}
-
 fn membership_file(dir: &Path) -> PathBuf {
     let threads = dir.join("cgroup.threads");
     if threads.is_file() {

@@ -104,10 +104,6 @@ pub enum AuthConfigError {
     BadLimit(&'static str),
     #[error("auth.saga.give_up_after must exceed auth.saga.retry_after")]
     SagaDeadlines,
-    #[error(
-        "auth.password_cgroup ({0}) is not a cgroup directory: it has neither cgroup.threads nor tasks"
-    )]
-    NotACgroup(std::path::PathBuf),
 }
 
 impl AuthConfig {
@@ -123,11 +119,6 @@ impl AuthConfig {
         }
         if self.saga.give_up_after <= self.saga.retry_after {
             return Err(AuthConfigError::SagaDeadlines);
-        }
-        if let Some(cgroup) = &self.password_cgroup
-            && !crate::cgroup::is_cgroup(cgroup)
-        {
-            return Err(AuthConfigError::NotACgroup(cgroup.clone()));
         }
         let limits = &self.limits;
         for (name, limit) in [

@@ -238,6 +238,7 @@ impl Passwords {
             std::thread::Builder::new()
                 .name(format!("wharf-argon2-{index}"))
                 .spawn(move || {
+                    // Unsent only if the pool's start already failed on another thread.
                     let _ = placed.send(placement.apply());
                     drop(placed);
                     let mut workspace = Workspace::default();

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use wharf_auth::AuthConfig;
 use wharf_auth::cgroup::{self, IdleCgroup};
-use wharf_auth::config::AuthConfigError;
 use wharf_auth::password::{HashPlacement, Passwords};
 
 /// A cgroup of the test's own, as the README says to make one; `None` only where the machine
@@ -137,28 +136,6 @@ fn the_password_cgroup_is_read_from_configuration() {
         config.password_cgroup,
         Some(PathBuf::from("/sys/fs/cgroup/cpu/wharf-auth-hash"))
     );
-}
-
-#[test]
-fn a_password_cgroup_that_is_not_a_cgroup_is_a_config_error() {
-    let dir = plain_dir();
-    let config = AuthConfig {
-        password_cgroup: Some(dir.clone()),
-        ..AuthConfig::default()
-    };
-    assert!(
-        matches!(config.validate(), Err(AuthConfigError::NotACgroup(ref path)) if *path == dir),
-        "{:?}",
-        config.validate()
-    );
-    std::fs::remove_dir_all(dir).unwrap();
-
-    let Some(cgroup) = test_cgroup() else { return };
-    let config = AuthConfig {
-        password_cgroup: Some(cgroup.path().to_owned()),
-        ..AuthConfig::default()
-    };
-    config.validate().expect("a cgroup directory is accepted");
 }
 
 /// An empty directory of this test's own under the system's temporary folder.
